@@ -1,0 +1,188 @@
+"""What the user hands coordscope: how to build the model at a width, the data, the loss and optimizer.
+
+A spec is a Python file, an importable module, ``module:attr``, a sample's short name, or a
+:class:`Spec` object. Loading one never runs the model; :func:`build_model` does, and turns a failure into
+a one-line :class:`SpecError` naming the spec and the width.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import torch
+from torch import nn
+
+from coordscope.errors import SpecError
+
+ModelFn = Callable[[int], nn.Module]
+BatchesFn = Callable[[], Iterable[Any]]
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+OptimizerFn = Callable[[nn.Module, float], torch.optim.Optimizer]
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A model family indexed by width, with its data, loss and optimizer.
+
+    ``model(width)`` builds the model; ``batches()`` yields batches (the coord check uses the first one
+    at every step); ``loss(model, batch)`` defaults to :func:`default_loss`; ``optimizer(model, lr)``
+    defaults to Adam over all parameters. ``defaults`` may hold ``widths``, ``steps``, ``seeds``, ``lr``.
+    ``ref`` is how the spec was named, so a run can record where it came from.
+    """
+
+    model: ModelFn
+    batches: BatchesFn
+    loss: LossFn | None = None
+    optimizer: OptimizerFn | None = None
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    ref: str = "<object>"
+    description: str = ""
+
+    def compute_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
+        """The spec's loss, or :func:`default_loss`."""
+        fn = self.loss or default_loss
+        return fn(model, batch)
+
+    def make_optimizer(self, model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        """The spec's optimizer, or Adam over every trainable parameter."""
+        if self.optimizer is not None:
+            return self.optimizer(model, lr)
+        return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+
+
+def model_output(model: nn.Module, batch: Any) -> Any:
+    """Call the model the way the default loss does: ``model(x)`` for ``(x, y)``, ``model(**batch)`` for dicts."""
+    if isinstance(batch, Mapping):
+        return model(**batch)
+    if isinstance(batch, (tuple, list)):
+        return model(batch[0])
+    return model(batch)
+
+
+def as_loss(output: Any) -> torch.Tensor | None:
+    """The loss inside a model output: a scalar tensor, or an object/dict with a ``loss``; else None."""
+    if isinstance(output, torch.Tensor):
+        return output if output.dim() == 0 else None
+    loss = output.get("loss") if isinstance(output, Mapping) else getattr(output, "loss", None)
+    return loss if isinstance(loss, torch.Tensor) and loss.dim() == 0 else None
+
+
+def default_loss(model: nn.Module, batch: Any) -> torch.Tensor:
+    """Cross-entropy of ``model(x)`` against ``y``, unless the model already returns its loss.
+
+    A model output that is a scalar tensor, or has a ``.loss`` (Hugging Face style), is used as is.
+    """
+    output = model_output(model, batch)
+    loss = as_loss(output)
+    if loss is not None:
+        return loss
+    if not (isinstance(batch, (tuple, list)) and len(batch) >= 2 and isinstance(output, torch.Tensor)):
+        raise SpecError(
+            "the default loss needs (x, y) batches and a tensor output, or a model that returns its loss; "
+            "define loss(model, batch) in the spec"
+        )
+    target = batch[1]
+    return nn.functional.cross_entropy(output.reshape(-1, output.shape[-1]), target.reshape(-1))
+
+
+def _from_namespace(ns: Any, ref: str) -> Spec:
+    """A Spec from anything with ``model``/``batches`` attributes (a module, a class, a SimpleNamespace)."""
+    if isinstance(ns, Spec):
+        return ns if ns.ref != "<object>" else replace(ns, ref=ref)
+    missing = [n for n in ("model", "batches") if not callable(getattr(ns, n, None))]
+    if missing:
+        raise SpecError(f"spec {ref!r} does not define {' and '.join(missing)}() (a spec needs model(width) and batches())")
+    defaults = getattr(ns, "DEFAULTS", {}) or {}
+    if not isinstance(defaults, Mapping):
+        raise SpecError(f"spec {ref!r}: DEFAULTS must be a dict, got {type(defaults).__name__}")
+    return Spec(
+        model=ns.model,
+        batches=ns.batches,
+        loss=getattr(ns, "loss", None),
+        optimizer=getattr(ns, "optimizer", None),
+        defaults=dict(defaults),
+        ref=ref,
+        description=(getattr(ns, "__doc__", "") or "").strip().split("\n")[0],
+    )
+
+
+def _import_file(path: Path) -> ModuleType:
+    name = f"coordscope_user_spec_{abs(hash(str(path.resolve())))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise SpecError(f"spec {str(path)!r} is not a Python file")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as exc:  # the user's file raised while importing
+        del sys.modules[name]
+        raise SpecError(f"spec {str(path)!r} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
+def _import_module(name: str, ref: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name and name.startswith(exc.name):
+            raise SpecError(
+                f"spec {ref!r} is not a file, an importable module or a sample (see `coordscope samples`)"
+            ) from exc
+        raise SpecError(f"spec {ref!r} failed to import: {type(exc).__name__}: {exc}") from exc
+    except Exception as exc:
+        raise SpecError(f"spec {ref!r} failed to import: {type(exc).__name__}: {exc}") from exc
+
+
+def load_spec(ref: str | Spec) -> Spec:
+    """Resolve a spec reference: a Spec, a sample name, a ``.py`` file, ``module`` or ``module:attr``."""
+    if isinstance(ref, Spec):
+        return ref
+    if not isinstance(ref, str) or not ref.strip():
+        raise SpecError("no spec given (a file, a module, module:attr or a sample name)")
+    from coordscope.sample_models import SAMPLES
+
+    if ref in SAMPLES:
+        return replace(load_spec(SAMPLES[ref].target), ref=ref)
+    target, _, attr = ref.partition(":")
+    path = Path(target)
+    if target.endswith(".py") or path.is_file():
+        if not path.is_file():
+            raise SpecError(f"spec file {target!r} does not exist")
+        module: ModuleType = _import_file(path)
+    else:
+        module = _import_module(target, ref)
+    if attr:
+        if not hasattr(module, attr):
+            raise SpecError(f"spec {ref!r}: {target} has no attribute {attr!r}")
+        obj = getattr(module, attr)
+        return _from_namespace(obj, ref)
+    return _from_namespace(module, ref)
+
+
+def build_model(spec: Spec, width: int) -> nn.Module:
+    """``spec.model(width)``, with any failure turned into one line naming the spec and the width."""
+    try:
+        model = spec.model(width)
+    except Exception as exc:
+        raise SpecError(f"spec {spec.ref!r}: model({width}) raised {type(exc).__name__}: {exc}") from exc
+    if not isinstance(model, nn.Module):
+        raise SpecError(f"spec {spec.ref!r}: model({width}) returned {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def first_batch(spec: Spec) -> Any:
+    """The first batch of ``spec.batches()``: the fixed batch of a coordinate check."""
+    try:
+        return next(iter(spec.batches()))
+    except StopIteration:
+        raise SpecError(f"spec {spec.ref!r}: batches() yielded nothing") from None
+    except Exception as exc:
+        raise SpecError(f"spec {spec.ref!r}: batches() raised {type(exc).__name__}: {exc}") from exc

@@ -1,0 +1,208 @@
+"""The coord-check store: a run directory of ``meta.json`` plus one Parquet shard per job.
+
+Rows are long-format, one value each (:data:`SCHEMA`). A job streams its rows into a shard as steps
+complete, one row group per step, under a temporary name that is renamed only when the job finishes, so a
+file with a final name is always a whole job. ``meta.json`` is replaced atomically too. Everything that
+reads runs — ``check``, the report, the app — goes through :func:`scan`/:func:`load` here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from coordscope.errors import StoreError
+
+SCHEMA_VERSION = 1
+
+SITES: tuple[str, ...] = ("act", "act_delta", "act_grad", "param", "param_grad", "param_update", "loss")
+
+SCHEMA = pa.schema(
+    [
+        ("run", pa.string()),
+        ("width", pa.int64()),
+        ("seed", pa.int64()),
+        ("step", pa.int64()),
+        ("name", pa.string()),
+        ("site", pa.string()),
+        ("probe", pa.string()),
+        ("value", pa.float64()),
+        # Beyond the contract's eight columns: what the name is, so readers need no model.
+        ("role", pa.string()),  # input | hidden | output | vector | fixed | attn_logits | loss
+        ("module", pa.string()),  # module class name, "Parameter", "tap", "<output>" or "<loss>"
+    ]
+)
+CONTRACT_COLUMNS: tuple[str, ...] = ("run", "width", "seed", "step", "name", "site", "probe", "value")
+
+META = "meta.json"
+SHARD_GLOB = "shard-*.parquet"
+
+
+def shard_name(width: int, seed: int) -> str:
+    """The final file name of the shard of job (width, seed)."""
+    return f"shard-w{width}-s{seed}.parquet"
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
+    """Write ``meta.json`` atomically (a reader never sees half of it)."""
+    _atomic_write_text(Path(run_dir) / META, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def read_meta(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """``meta.json`` of a run, checked for presence, syntax and schema version."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise StoreError(f"run directory {str(run_dir)!r} does not exist")
+    path = run_dir / META
+    if not path.is_file():
+        raise StoreError(f"{path}: missing (not a coordscope run directory, or the run never started)")
+    try:
+        meta = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise StoreError(f"{path}: not valid JSON ({exc})") from exc
+    if not isinstance(meta, dict):
+        raise StoreError(f"{path}: expected a JSON object")
+    version = meta.get("schema_version", 1)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: written by a newer coordscope (schema {version}, this one reads {SCHEMA_VERSION}); upgrade"
+        )
+    return meta
+
+
+def update_meta(run_dir: Path, **changes: Any) -> dict[str, Any]:
+    """Read, change and atomically rewrite ``meta.json``."""
+    meta = read_meta(run_dir)
+    meta.update(changes)
+    meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+    write_meta(run_dir, meta)
+    return meta
+
+
+class ShardWriter:
+    """Streams one job's rows into a Parquet shard, one row group per :meth:`write` call.
+
+    The shard lives under a dot-prefixed temporary name until :meth:`commit` renames it; :meth:`abort`
+    deletes it. Use as a context manager: an exception inside aborts.
+    """
+
+    def __init__(self, run_dir: Path, run: str, width: int, seed: int, filename: str | None = None) -> None:
+        self.final = Path(run_dir) / (filename or shard_name(width, seed))
+        self.tmp = self.final.with_name(f".{self.final.name}.{os.getpid()}.tmp")
+        self.run, self.width, self.seed = run, width, seed
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
+        self.rows = 0
+
+    def write(
+        self,
+        step: int,
+        names: Sequence[str],
+        sites: Sequence[str],
+        probes: Sequence[str],
+        values: Sequence[float] | Any,
+        roles: Sequence[str],
+        modules: Sequence[str],
+    ) -> None:
+        """Append one step's rows (parallel sequences, one entry per row) as a row group."""
+        n = len(names)
+        if n == 0:
+            return
+        table = pa.table(
+            {
+                "run": pa.array([self.run] * n, pa.string()),
+                "width": pa.array([self.width] * n, pa.int64()),
+                "seed": pa.array([self.seed] * n, pa.int64()),
+                "step": pa.array([step] * n, pa.int64()),
+                "name": pa.array(names, pa.string()),
+                "site": pa.array(sites, pa.string()),
+                "probe": pa.array(probes, pa.string()),
+                "value": pa.array(values, pa.float64()),
+                "role": pa.array(roles, pa.string()),
+                "module": pa.array(modules, pa.string()),
+            },
+            schema=SCHEMA,
+        )
+        assert self._writer is not None, "shard already closed"
+        self._writer.write_table(table)
+        self.rows += n
+
+    def write_table(self, table: pa.Table) -> None:
+        """Append rows already shaped as :data:`SCHEMA` (used by the LR sweep's own schema too)."""
+        assert self._writer is not None, "shard already closed"
+        self._writer.write_table(table)
+        self.rows += table.num_rows
+
+    def commit(self) -> Path:
+        """Close the file and give it its final name: from now on it is a finished job."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        os.replace(self.tmp, self.final)
+        return self.final
+
+    def abort(self) -> None:
+        """Close and delete the temporary file (the job did not finish)."""
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._writer = None
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is not None:
+            self.abort()
+
+
+def shard_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
+    """The finished shards of a run (temporary files of unfinished jobs are never included)."""
+    return sorted(Path(run_dir).glob(SHARD_GLOB))
+
+
+def _check_shards(paths: Iterable[Path]) -> None:
+    for path in paths:
+        try:
+            schema = pq.read_schema(path)
+        except Exception as exc:
+            raise StoreError(f"{path}: damaged Parquet shard ({type(exc).__name__}: {exc})") from exc
+        missing = [c for c in CONTRACT_COLUMNS if c not in schema.names]
+        if missing:
+            raise StoreError(f"{path}: not a coordscope shard (missing columns {', '.join(missing)})")
+
+
+def scan(run_dir: str | os.PathLike[str], *, check: bool = True) -> pl.LazyFrame:
+    """A lazy polars scan over a run's finished shards (validated unless ``check=False``)."""
+    read_meta(run_dir)
+    paths = shard_paths(run_dir)
+    if not paths:
+        raise StoreError(f"{run_dir}: no finished shards yet")
+    if check:
+        _check_shards(paths)
+    return pl.scan_parquet([str(p) for p in paths])
+
+
+def load(run_dir: str | os.PathLike[str]) -> pl.DataFrame:
+    """All rows of a run as a polars DataFrame (the contract's columns plus ``role`` and ``module``)."""
+    try:
+        return scan(run_dir).collect()
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise StoreError(f"{run_dir}: cannot read shards ({type(exc).__name__}: {exc})") from exc
