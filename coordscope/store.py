@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -19,7 +20,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from coordscope.errors import StoreError
+from coordscope.errors import ConfigError, StoreError
 
 SCHEMA_VERSION = 1
 
@@ -169,6 +170,34 @@ class ShardWriter:
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def prepare_run_dir(out: str | os.PathLike[str], *, overwrite: bool = False, resume: bool = False) -> Path:
+    """Create the run directory ``out``, refusing to clobber anything by accident.
+
+    A path that is a file, or a non-empty directory, is refused unless ``overwrite`` (which deletes it,
+    but only if it is a coordscope run) or ``resume`` (which keeps it; the caller checks its meta).
+    """
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"output path {str(path)!r} is a file, not a directory")
+    if path.is_dir() and any(path.iterdir()):
+        if resume:
+            read_meta(path)
+            return path
+        if not overwrite:
+            raise ConfigError(f"output directory {str(path)!r} is not empty "
+                              "(use --overwrite to replace it, or --resume to continue it)")
+        if not (path / META).is_file():
+            raise ConfigError(f"refusing to overwrite {str(path)!r}: it is not a coordscope run (no {META})")
+        shutil.rmtree(path)
+    elif resume:
+        raise ConfigError(f"nothing to resume in {str(path)!r} (no run there)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"cannot create output directory {str(path)!r}: {exc.strerror}") from exc
+    return path
 
 
 def shard_paths(run_dir: str | os.PathLike[str]) -> list[Path]:

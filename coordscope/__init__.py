@@ -1,0 +1,32 @@
+"""coordscope: coordinate checks for μP.
+
+Record how every activation, gradient and update of a PyTorch model scales with width (:func:`run`), read
+the records (:func:`load`), and write your own statistics (:func:`register_probe`). Expose an intermediate
+tensor with :func:`tap`.
+"""
+
+from coordscope.errors import ConfigError, CoordscopeError, ProbeError, SpecError, StoreError
+from coordscope.probe import ProbeContext, register_probe
+from coordscope.run import run
+from coordscope.spec import Spec, load_spec
+from coordscope.store import load, read_meta, scan
+from coordscope.taps import tap
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "CoordscopeError",
+    "ProbeContext",
+    "ProbeError",
+    "Spec",
+    "SpecError",
+    "StoreError",
+    "load",
+    "load_spec",
+    "read_meta",
+    "register_probe",
+    "run",
+    "scan",
+    "tap",
+]

@@ -1,0 +1,122 @@
+"""The recorder: hooks that hand every activation, and its gradient, to a sink while a model runs.
+
+One :class:`Recorder` wraps one model for one job. Entering it registers, once, a forward hook on every
+leaf module (its output, tensors inside tuples and dicts included), on the model itself (``<output>``) and
+a pre-hook on every module to know which module is running (so taps can be named after their caller).
+Leaving it removes every hook — also when the forward or the loss raised — so a model is never left
+instrumented. What happens to a tensor is the sink's business (:mod:`coordscope.job` computes probe
+statistics; :mod:`coordscope.shapes` only notes shapes), which keeps this module free of any statistics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.hooks import RemovableHandle
+
+from coordscope.shapes import OUTPUT, main_output, named_tensors
+
+Sink = Callable[[str, str, torch.Tensor, str], None]
+"""``sink(name, site, tensor, module_type)`` with site ``act`` or ``act_grad``."""
+
+_ACTIVE: list[Recorder] = []
+
+
+def active_recorder() -> Recorder | None:
+    """The recorder of the job running now, if any (taps use it)."""
+    return _ACTIVE[-1] if _ACTIVE else None
+
+
+class Recorder:
+    """Context manager: while inside, every leaf module output and ``<output>`` of ``model`` goes to
+    ``sink`` as ``act``, and, when ``grads`` is true, its gradient as ``act_grad`` during backward.
+
+    A module called more than once in one forward pass is recorded as ``name``, ``name#1``, ``name#2``…
+    """
+
+    def __init__(self, model: nn.Module, sink: Sink, grads: bool = True) -> None:
+        self.model = model
+        self.sink = sink
+        self.grads = grads
+        self._handles: list[RemovableHandle] = []
+        self._stack: list[str] = []
+        self._calls: Counter[str] = Counter()
+
+    def __enter__(self) -> Recorder:
+        try:
+            for name, module in self.model.named_modules():
+                self._handles.append(module.register_forward_pre_hook(self._enter_module(name)))
+                self._handles.append(module.register_forward_hook(self._leave_module(name, module),
+                                                                  always_call=True))
+        except BaseException:
+            self.remove()
+            raise
+        _ACTIVE.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove every hook this recorder registered and stop being the active recorder."""
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        self._stack.clear()
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+    @property
+    def hook_count(self) -> int:
+        """Hooks currently registered (zero after the recorder is left)."""
+        return len(self._handles)
+
+    def current_module(self) -> str:
+        """Qualified name of the innermost module whose forward is running ('' for the model itself)."""
+        return self._stack[-1] if self._stack else ""
+
+    def _unique(self, name: str) -> str:
+        count = self._calls[name]
+        self._calls[name] += 1
+        return name if count == 0 else f"{name}#{count}"
+
+    def _enter_module(self, name: str) -> Callable[..., None]:
+        def hook(module: nn.Module, args: Any) -> None:
+            if name == "":
+                self._calls.clear()
+                self._stack.clear()
+            self._stack.append(name)
+
+        return hook
+
+    def _leave_module(self, name: str, module: nn.Module) -> Callable[..., None]:
+        is_leaf = next(module.children(), None) is None
+        module_type = type(module).__name__
+
+        def hook(mod: nn.Module, args: Any, output: Any) -> None:
+            if self._stack and self._stack[-1] == name:
+                self._stack.pop()
+            if name == "":
+                tensor = main_output(output)
+                if tensor is not None:
+                    self.observe(OUTPUT, tensor, "<output>")
+            elif is_leaf:
+                for tensor_name, tensor in named_tensors(output, self._unique(name)):
+                    self.observe(tensor_name, tensor, module_type)
+
+        return hook
+
+    def observe(self, name: str, tensor: torch.Tensor, module_type: str) -> None:
+        """Send ``tensor`` to the sink as ``act``, and hook its gradient as ``act_grad``."""
+        self.sink(name, "act", tensor, module_type)
+        if self.grads and tensor.requires_grad:
+            tensor.register_hook(lambda grad: self.sink(name, "act_grad", grad, module_type))
+
+    def emit(self, name: str, tensor: torch.Tensor) -> None:
+        """Record a tap: ``tensor`` under ``<current module>.<name>``."""
+        module = self.current_module()
+        self.observe(self._unique(f"{module}.{name}" if module else name), tensor, "tap")

@@ -1,0 +1,64 @@
+"""Taps: record tensors that are not module outputs, without editing the model.
+
+Attention logits live inside ``F.scaled_dot_product_attention``, where no module hook can see them (the
+``mup`` package's coord check cannot). While a recorder is active, :class:`SdpaTap` — a torch function
+mode — intercepts every call to it and records the scaled logits ``q·kᵀ·scale`` under
+``<calling module>.attn_logits``, then runs the real op untouched. :func:`tap` exposes any other
+intermediate: it is the identity, and records the tensor only while coordscope is recording.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+
+from coordscope.record import active_recorder
+
+
+def tap(name: str, x: torch.Tensor) -> torch.Tensor:
+    """Record ``x`` as ``<calling module>.<name>`` (sites ``act``, ``act_delta``, ``act_grad``) when a
+    coordscope run is recording; otherwise do nothing. Returns ``x`` unchanged either way."""
+    recorder = active_recorder()
+    if recorder is not None:
+        recorder.emit(name, x)
+    return x
+
+
+def attention_logits(query: torch.Tensor, key: torch.Tensor, scale: float | None = None,
+                     is_causal: bool = False, enable_gqa: bool = False) -> torch.Tensor:
+    """The pre-softmax logits ``q·kᵀ·scale`` that ``F.scaled_dot_product_attention`` computes, with its
+    default scale 1/√d; causally masked entries are left out (they never reach the softmax)."""
+    if enable_gqa and key.shape[-3] != query.shape[-3]:
+        key = key.repeat_interleave(query.shape[-3] // key.shape[-3], dim=-3)
+    scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    logits = (query @ key.transpose(-2, -1)) * scale
+    if is_causal:
+        rows, cols = logits.shape[-2], logits.shape[-1]
+        keep = torch.ones(rows, cols, dtype=torch.bool, device=logits.device).tril(cols - rows)
+        logits = logits.masked_select(keep)
+    return logits
+
+
+_SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
+
+
+class SdpaTap(TorchFunctionMode):
+    """Records the attention logits of every ``F.scaled_dot_product_attention`` call while active."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
+                           kwargs: dict[str, Any] | None = None) -> Any:
+        kwargs = kwargs or {}
+        if func is F.scaled_dot_product_attention:
+            recorder = active_recorder()
+            if recorder is not None:
+                bound = dict(zip(_SDPA_ARGS, args, strict=False)) | kwargs
+                with torch.no_grad():
+                    logits = attention_logits(bound["query"], bound["key"], bound.get("scale"),
+                                              bool(bound.get("is_causal", False)),
+                                              bool(bound.get("enable_gqa", False)))
+                recorder.emit("attn_logits", logits)
+        return func(*args, **kwargs)
