@@ -157,11 +157,12 @@ def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
     stats = StepStats(probes, job.layers, job.width)
 
     with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed) as writer, \
-            Recorder(model, stats.activation), SdpaTap():
+            Recorder(model, stats.activation):
         for step in range(job.steps + 1):
             stats.begin(step)
             model.train()
-            loss = _loss(spec, model, batch, job.width, step)
+            with SdpaTap():  # only around the forward: under a torch function mode, optimizers fall
+                loss = _loss(spec, model, batch, job.width, step)  # back to slow per-tensor kernels
             stats.add(LOSS, "loss", loss, "<loss>")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -23,7 +23,15 @@ from coordscope.job import DTYPES, Job, record_job, seed_everything
 from coordscope.plan import Settings, resolve
 from coordscope.shapes import infer_layers
 from coordscope.spec import Spec, build_model, load_spec
-from coordscope.store import SCHEMA_VERSION, prepare_run_dir, read_meta, shard_name, update_meta, write_meta
+from coordscope.store import (
+    SCHEMA_VERSION,
+    prepare_run_dir,
+    read_meta,
+    remove_stale_temporaries,
+    shard_name,
+    update_meta,
+    write_meta,
+)
 
 
 def versions() -> dict[str, str]:
@@ -89,12 +97,11 @@ def run(
                           "or module:attr instead of a Spec object (or give the Spec a ref)")
     run_dir = prepare_run_dir(out if out is not None else default_out(spec), overwrite=overwrite, resume=resume)
     name = run_dir.resolve().name
+    layers = infer_layers(spec, (settings.widths[0], settings.widths[1]))
     if resume:
-        meta = read_meta(run_dir)
-        _check_resumable(meta, spec, settings)
-        layers = infer_layers(spec, (settings.widths[0], settings.widths[1]))
+        _check_resumable(read_meta(run_dir), spec, settings)
+        remove_stale_temporaries(run_dir)
     else:
-        layers = infer_layers(spec, (settings.widths[0], settings.widths[1]))
         meta = {
             "schema_version": SCHEMA_VERSION, "kind": "coordcheck", "run": name, "spec": spec.ref,
             "description": spec.description, "widths": list(settings.widths), "seeds": list(settings.seeds),

@@ -1,7 +1,7 @@
 """The coord-check store: a run directory of ``meta.json`` plus one Parquet shard per job.
 
 Rows are long-format, one value each (:data:`SCHEMA`). A job streams its rows into a shard as steps
-complete, one row group per step, under a temporary name that is renamed only when the job finishes, so a
+complete (bounded row groups), under a temporary name that is renamed only when the job finishes, so a
 file with a final name is always a whole job. ``meta.json`` is replaced atomically too. Everything that
 reads runs — ``check``, the report, the app — goes through :func:`scan`/:func:`load` here.
 """
@@ -94,11 +94,17 @@ def update_meta(run_dir: Path, **changes: Any) -> dict[str, Any]:
     return meta
 
 
-class ShardWriter:
-    """Streams one job's rows into a Parquet shard, one row group per :meth:`write` call.
+ROW_GROUP_ROWS = 65_536
 
-    The shard lives under a dot-prefixed temporary name until :meth:`commit` renames it; :meth:`abort`
-    deletes it. Use as a context manager: an exception inside aborts.
+
+class ShardWriter:
+    """Streams one job's rows into a Parquet shard as steps complete.
+
+    Rows are buffered up to :data:`ROW_GROUP_ROWS` and then written as one row group, so memory stays
+    bounded however many steps a job has, without paying Parquet's per-row-group cost at every step (the
+    shard is not readable before :meth:`commit` anyway). The shard lives under a dot-prefixed temporary
+    name until :meth:`commit` renames it; :meth:`abort` deletes it. Use as a context manager: an exception
+    inside aborts.
     """
 
     def __init__(self, run_dir: Path, run: str, width: int, seed: int, filename: str | None = None) -> None:
@@ -106,6 +112,8 @@ class ShardWriter:
         self.tmp = self.final.with_name(f".{self.final.name}.{os.getpid()}.tmp")
         self.run, self.width, self.seed = run, width, seed
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
+        self._buffer: list[pa.Table] = []
+        self._buffered = 0
         self.rows = 0
 
     def write(
@@ -118,7 +126,7 @@ class ShardWriter:
         roles: Sequence[str],
         modules: Sequence[str],
     ) -> None:
-        """Append one step's rows (parallel sequences, one entry per row) as a row group."""
+        """Append one step's rows (parallel sequences, one entry per row)."""
         n = len(names)
         if n == 0:
             return
@@ -137,12 +145,22 @@ class ShardWriter:
             },
             schema=SCHEMA,
         )
-        assert self._writer is not None, "shard already closed"
-        self._writer.write_table(table)
+        self._buffer.append(table)
+        self._buffered += n
         self.rows += n
+        if self._buffered >= ROW_GROUP_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        assert self._writer is not None, "shard already closed"
+        if self._buffer:
+            self._writer.write_table(pa.concat_tables(self._buffer))
+        self._buffer.clear()
+        self._buffered = 0
 
     def write_table(self, table: pa.Table) -> None:
         """Append rows already shaped as :data:`SCHEMA` (used by the LR sweep's own schema too)."""
+        self._flush()
         assert self._writer is not None, "shard already closed"
         self._writer.write_table(table)
         self.rows += table.num_rows
@@ -150,6 +168,7 @@ class ShardWriter:
     def commit(self) -> Path:
         """Close the file and give it its final name: from now on it is a finished job."""
         if self._writer is not None:
+            self._flush()
             self._writer.close()
             self._writer = None
         os.replace(self.tmp, self.final)
@@ -157,6 +176,7 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Close and delete the temporary file (the job did not finish)."""
+        self._buffer.clear()
         if self._writer is not None:
             try:
                 self._writer.close()
@@ -198,6 +218,26 @@ def prepare_run_dir(out: str | os.PathLike[str], *, overwrite: bool = False, res
     except OSError as exc:
         raise ConfigError(f"cannot create output directory {str(path)!r}: {exc.strerror}") from exc
     return path
+
+
+def remove_stale_temporaries(run_dir: str | os.PathLike[str]) -> int:
+    """Delete the temporary files that killed jobs left behind (before resuming a run); returns how many."""
+    stale = list(Path(run_dir).glob(".shard-*.tmp"))
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
+
+
+def missing_jobs(run_dir: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The planned jobs of a run whose shard is not on disk (a killed or still-running run has some)."""
+    meta = meta if meta is not None else read_meta(run_dir)
+    return [job for job in meta.get("jobs", []) if not (Path(run_dir) / str(job.get("shard", ""))).is_file()]
+
+
+def is_complete(run_dir: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> bool:
+    """True when the run finished (status ``complete``) and every planned shard is there."""
+    meta = meta if meta is not None else read_meta(run_dir)
+    return meta.get("status") == "complete" and not missing_jobs(run_dir, meta)
 
 
 def shard_paths(run_dir: str | os.PathLike[str]) -> list[Path]:

@@ -15,17 +15,28 @@ from coordscope.errors import CoordscopeError
 
 
 class _Group(click.Group):
-    """A click group that reports user errors in one line with exit code 2."""
+    """A click group whose every error is one line on stderr: exit 2 for bad input (a CoordscopeError or
+    a usage error), 130 for Ctrl-C. Commands exit 1 themselves when they find μP violations."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
         try:
-            return super().invoke(ctx)
+            code = super().main(args=args, prog_name=prog_name or "coordscope", complete_var=complete_var,
+                                standalone_mode=False, **extra)
         except CoordscopeError as exc:
             click.echo(f"coordscope: error: {exc}", err=True)
             sys.exit(2)
-        except KeyboardInterrupt:
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx else "coordscope"
+            click.echo(f"coordscope: error: {exc.format_message()} (see {command} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"coordscope: error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except (KeyboardInterrupt, click.exceptions.Abort):
             click.echo("coordscope: interrupted", err=True)
             sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

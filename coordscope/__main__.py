@@ -1,0 +1,5 @@
+"""``python -m coordscope``: the same as the ``coordscope`` command."""
+
+from coordscope.cli import main
+
+main()

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The one developer entry point.
+#   ./dev.sh demo    set up, record SP and μP sample runs, open the dashboard   (README's main job)
+#   ./dev.sh test    set up, then lint, type-check and run the whole test suite (README's test command)
+#   ./dev.sh setup   only create .venv and install coordscope with every extra
+set -euo pipefail
+cd "$(dirname "$0")"
+VENV="${COORDSCOPE_VENV:-.venv}"
+PY="$VENV/bin/python"
+
+setup() {
+    [ -x "$PY" ] || python3 -m venv "$VENV"
+    # constraints.txt pins torch: an unpinned install would pull a CUDA build and gigabytes of libraries.
+    "$PY" -m pip install -q -c constraints.txt -e '.[test,ray,png]'
+    # mup declares torchvision and an unpinned torch, which we must not pull: install it without deps.
+    "$PY" -m pip install -q --no-deps 'mup==1.0.0' pyyaml
+    if ! command -v chromium >/dev/null 2>&1; then
+        if [ "$(id -u)" = 0 ]; then
+            (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null
+        else
+            echo "dev.sh: chromium is missing; install it (apt-get install -y chromium) for the browser tests" >&2
+            exit 1
+        fi
+    fi
+}
+
+case "${1:-}" in
+    setup)
+        setup ;;
+    demo)
+        setup
+        shift
+        exec "$VENV/bin/coordscope" demo "$@" ;;
+    test)
+        setup
+        shift
+        "$VENV/bin/ruff" check coordscope tests benchmarks
+        "$VENV/bin/mypy" coordscope
+        # pytest exits 5 when it collected no tests: that is a failure too, and set -e propagates it.
+        OMP_NUM_THREADS=1 "$PY" -m pytest "$@" ;;
+    *)
+        echo "usage: ./dev.sh demo|test|setup" >&2
+        exit 2 ;;
+esac
