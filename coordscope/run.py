@@ -95,9 +95,10 @@ def run(
     if executor != "inline" and spec.ref == "<object>":
         raise ConfigError(f"executor {executor!r} needs a spec that workers can import: pass a file, module "
                           "or module:attr instead of a Spec object (or give the Spec a ref)")
-    run_dir = prepare_run_dir(out if out is not None else default_out(spec), overwrite=overwrite, resume=resume)
+    layers = infer_layers(spec, (settings.widths[0], settings.widths[1]))  # a broken spec fails here,
+    run_dir = prepare_run_dir(out if out is not None else default_out(spec),  # before anything is written
+                              overwrite=overwrite, resume=resume)
     name = run_dir.resolve().name
-    layers = infer_layers(spec, (settings.widths[0], settings.widths[1]))
     if resume:
         _check_resumable(read_meta(run_dir), spec, settings)
         remove_stale_temporaries(run_dir)
@@ -121,7 +122,7 @@ def run(
             if not (resume and (run_dir / shard_name(w, s)).is_file())]
     try:
         update_meta(run_dir, status="running")
-        _execute(jobs, settings, executor, workers, progress, spec.ref)
+        _execute(jobs, settings, executor, workers, progress, Path(spec.ref).name)
     except BaseException as exc:
         update_meta(run_dir, status="incomplete", error=f"{type(exc).__name__}: {exc}".split("\n")[0])
         raise

@@ -27,7 +27,7 @@ class _Group(click.Group):
             click.echo(f"coordscope: error: {exc}", err=True)
             sys.exit(2)
         except click.UsageError as exc:
-            command = exc.ctx.command_path if exc.ctx else "coordscope"
+            command = " ".join(["coordscope", *(exc.ctx.command_path.split()[1:] if exc.ctx else [])])
             click.echo(f"coordscope: error: {exc.format_message()} (see {command} --help)", err=True)
             sys.exit(exc.exit_code)
         except click.ClickException as exc:

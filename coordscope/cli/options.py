@@ -105,4 +105,4 @@ def run_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """The set ``run_options`` flags as keyword arguments of :func:`coordscope.run`."""
     keys = ("widths", "steps", "seeds", "lr", "probes", "out", "overwrite", "resume", "executor", "workers",
             "device", "dtype")
-    return {k: params[k] for k in keys if params.get(k) not in (None, False)}
+    return {k: params[k] for k in keys if params.get(k) is not None and params.get(k) is not False}
