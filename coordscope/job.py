@@ -114,9 +114,9 @@ class StepStats:
         if start is not None and start.shape == x.shape:
             self.add(name, "act_delta", x - start, module_type)
 
-    def end(self) -> dict[str, list[Any]]:
+    def end(self) -> dict[str, Any]:
         """The step's rows as columns, after one device→host transfer of all values."""
-        values = torch.stack(self._values).to("cpu", torch.float64).numpy() if self._values else []
+        values: Any = torch.stack(self._values).to("cpu", torch.float64).numpy() if self._values else []
         roles = [self.layers[k[0]].role if k[0] in self.layers else "unknown" for k in self._keys]
         return {
             "names": [k[0] for k in self._keys],

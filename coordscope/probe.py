@@ -94,7 +94,7 @@ def _load_external(ref: str) -> Probe:
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ProbeError(f"probe {ref!r}: {target} has no function {attr!r}")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def resolve_probes(names: Sequence[str] | str | None) -> dict[str, Probe]:

@@ -312,6 +312,6 @@ def test_non_finite_values_are_recorded_not_dropped(tmp_path):
     spec = Spec(model=Tiny, batches=tiny_batches, loss=mse, optimizer=boom, ref="boom")
     frame = coordscope.load(coordscope.run(spec, widths=[4, 8], steps=4, seeds=1, out=tmp_path / "r",
                                            progress=False))
-    assert frame.height == frame.filter(site="loss").height * (frame.height // frame.filter(site="loss").height)
+    assert frame.filter(site="loss").height == 2 * 5  # every step of both widths is there
     assert not frame["value"].is_finite().all()
     assert math.isfinite(frame.filter(site="loss", step=0)["value"][0])
