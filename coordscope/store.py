@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -94,17 +95,18 @@ def update_meta(run_dir: Path, **changes: Any) -> dict[str, Any]:
     return meta
 
 
-ROW_GROUP_ROWS = 65_536
+ROW_GROUP_ROWS = 1024
+_COLUMNS = ("step", "name", "site", "probe", "role", "module")
 
 
 class ShardWriter:
     """Streams one job's rows into a Parquet shard as steps complete.
 
-    Rows are buffered up to :data:`ROW_GROUP_ROWS` and then written as one row group, so memory stays
-    bounded however many steps a job has, without paying Parquet's per-row-group cost at every step (the
-    shard is not readable before :meth:`commit` anyway). The shard lives under a dot-prefixed temporary
-    name until :meth:`commit` renames it; :meth:`abort` deletes it. Use as a context manager: an exception
-    inside aborts.
+    Rows are buffered as plain column lists up to :data:`ROW_GROUP_ROWS` and then written as one row group:
+    memory stays bounded however many steps a job has, without paying Parquet's (and Arrow's per-array)
+    cost at every step — the shard is not readable before :meth:`commit` anyway. The shard lives under a
+    dot-prefixed temporary name until :meth:`commit` renames it; :meth:`abort` deletes it. Use as a
+    context manager: an exception inside aborts.
     """
 
     def __init__(self, run_dir: Path, run: str, width: int, seed: int, filename: str | None = None) -> None:
@@ -112,8 +114,8 @@ class ShardWriter:
         self.tmp = self.final.with_name(f".{self.final.name}.{os.getpid()}.tmp")
         self.run, self.width, self.seed = run, width, seed
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
-        self._buffer: list[pa.Table] = []
-        self._buffered = 0
+        self._buffer: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
+        self._values: list[np.ndarray] = []  # one float64 array per step: no Python float per row
         self.rows = 0
 
     def write(
@@ -128,35 +130,36 @@ class ShardWriter:
     ) -> None:
         """Append one step's rows (parallel sequences, one entry per row)."""
         n = len(names)
-        if n == 0:
-            return
-        table = pa.table(
-            {
-                "run": pa.array([self.run] * n, pa.string()),
-                "width": pa.array([self.width] * n, pa.int64()),
-                "seed": pa.array([self.seed] * n, pa.int64()),
-                "step": pa.array([step] * n, pa.int64()),
-                "name": pa.array(names, pa.string()),
-                "site": pa.array(sites, pa.string()),
-                "probe": pa.array(probes, pa.string()),
-                "value": pa.array(values, pa.float64()),
-                "role": pa.array(roles, pa.string()),
-                "module": pa.array(modules, pa.string()),
-            },
-            schema=SCHEMA,
-        )
-        self._buffer.append(table)
-        self._buffered += n
+        columns = {"name": names, "site": sites, "probe": probes, "role": roles, "module": modules}
+        self._values.append(np.asarray(values, dtype=np.float64))
+        self._buffer["step"].extend([step] * n)
+        for key, column in columns.items():
+            self._buffer[key].extend(column)
         self.rows += n
-        if self._buffered >= ROW_GROUP_ROWS:
+        if len(self._buffer["step"]) >= ROW_GROUP_ROWS:
             self._flush()
 
     def _flush(self) -> None:
         assert self._writer is not None, "shard already closed"
-        if self._buffer:
-            self._writer.write_table(pa.concat_tables(self._buffer))
-        self._buffer.clear()
-        self._buffered = 0
+        n = len(self._buffer["step"])
+        if n:
+            table = pa.table(
+                {
+                    "run": pa.array([self.run] * n, pa.string()),
+                    "width": pa.array([self.width] * n, pa.int64()),
+                    "seed": pa.array([self.seed] * n, pa.int64()),
+                    **{c: pa.array(self._buffer[c], SCHEMA.field(c).type) for c in _COLUMNS},
+                    "value": pa.array(np.concatenate(self._values), pa.float64()),
+                },
+                schema=SCHEMA,
+            )
+            self._writer.write_table(table)
+        self._clear()
+
+    def _clear(self) -> None:
+        for column in self._buffer.values():
+            column.clear()
+        self._values.clear()
 
     def write_table(self, table: pa.Table) -> None:
         """Append rows already shaped as :data:`SCHEMA` (used by the LR sweep's own schema too)."""
@@ -176,7 +179,7 @@ class ShardWriter:
 
     def abort(self) -> None:
         """Close and delete the temporary file (the job did not finish)."""
-        self._buffer.clear()
+        self._clear()
         if self._writer is not None:
             try:
                 self._writer.close()

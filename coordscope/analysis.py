@@ -1,0 +1,287 @@
+"""Judging the curves: slope fits of log2(size) against log2(width), the slopes μP expects, verdicts.
+
+For every (name, site, probe, step) the values of all seeds at all widths are fitted by least squares,
+log2(value) = intercept + slope · log2(width), in one vectorised polars ``group_by`` (no Python per group:
+a million rows take well under a second). The slope is the exponent of width in the coordinate size; under
+μP the activations and their change after a step have slope 0.
+
+Which slope is expected (:func:`expectations`) follows DESIGN.md's table: ``act`` and ``act_delta`` of every
+layer are expected flat; the model output's ``act`` may shrink down to width^-0.5 (the random part of the
+init logits under μP, at t = 0 and while it still dominates a few steps in), attention logits likewise.
+Judged by default: ``act_delta`` and ``act`` for t ≥ 1, plus the output and attention logits at every step.
+Other fits are kept and shown but not judged; :class:`coordscope.config.Override` changes any of this.
+
+A fit violates its expectation when it lies outside the expected range by more than its tolerance,
+max(absolute tolerance, sigma × standard error): small deviations are never flagged (μP holds only up to
+finite-width corrections) and noisy fits are not flagged on noise alone. A value that is not finite makes the
+fit ``diverged``. Zeros and negative values have no logarithm and are skipped (act_delta is exactly 0 at
+t = 0 by definition; those fits are dropped altogether).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from coordscope.config import Override
+from coordscope.store import SITES
+
+FIT_KEYS: tuple[str, ...] = ("name", "site", "probe", "step")
+LAYER_KEYS: tuple[str, ...] = ("name", "site", "probe")
+JUDGED_SITES: tuple[str, ...] = ("act", "act_delta")
+SEVERITIES: tuple[str, ...] = ("ok", "info", "warning", "error")
+VIOLATIONS: tuple[str, ...] = ("exploding", "vanishing")
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """How far a slope may stray from its expected range: by ``absolute`` (log2 units per doubling of
+    width), or by ``sigma`` standard errors of the fit, whichever is larger."""
+
+    absolute: float = 0.25
+    sigma: float = 3.0
+
+
+def fit(rows: pl.LazyFrame) -> pl.LazyFrame:
+    """Least-squares slope of log2(value) on log2(width) per (name, site, probe, step), over all seeds.
+
+    Columns: the keys, ``role``, ``module``, ``n`` (points fitted), ``n_widths``, ``n_skipped`` (zero or
+    negative values), ``n_nonfinite``, ``first_nonfinite_width``, ``slope``, ``intercept``, ``stderr``,
+    ``r2``. ``slope`` is null with fewer than two widths to fit, ``stderr`` with fewer than three points.
+    act_delta at t = 0, zero by definition, has no row.
+    """
+    names = rows.collect_schema().names()
+    if "role" not in names:
+        rows = rows.with_columns(role=pl.when(pl.col("name") == "<output>").then(pl.lit("output"))
+                                 .otherwise(pl.lit("unknown")))
+    if "module" not in names:
+        rows = rows.with_columns(module=pl.lit(None, pl.String))
+    value = pl.col("value")
+    usable = value.is_finite() & (value > 0)
+    x, y = pl.col("x"), pl.col("y")
+    dx, dy = x - x.mean(), y - y.mean()
+    fitted = (
+        rows.with_columns(
+            x=pl.when(usable).then(pl.col("width").cast(pl.Float64).log(2)),
+            y=pl.when(usable).then(value.log(2)),
+            nonfinite=~value.is_finite(),
+        )
+        .group_by(FIT_KEYS)
+        .agg(
+            role=pl.col("role").first(),
+            module=pl.col("module").first(),
+            n=y.count(),
+            n_widths=pl.col("width").filter(y.is_not_null()).n_unique(),
+            n_skipped=(value.is_finite() & (value <= 0)).sum(),
+            n_nonfinite=pl.col("nonfinite").sum(),
+            first_nonfinite_width=pl.col("width").filter(pl.col("nonfinite")).min(),
+            x_mean=x.mean(),
+            y_mean=y.mean(),
+            sxx=(dx * dx).sum(),
+            sxy=(dx * dy).sum(),
+            syy=(dy * dy).sum(),
+        )
+        .filter(~((pl.col("site") == "act_delta") & (pl.col("step") == 0)
+                  & (pl.col("n") == 0) & (pl.col("n_nonfinite") == 0)))
+    )
+    slope = pl.when(pl.col("n_widths") >= 2).then(pl.col("sxy") / pl.col("sxx"))
+    ssr = (pl.col("syy") - pl.col("slope") * pl.col("sxy")).clip(lower_bound=0.0)
+    return (
+        fitted.with_columns(slope=slope)
+        .with_columns(
+            intercept=pl.col("y_mean") - pl.col("slope") * pl.col("x_mean"),
+            stderr=pl.when(pl.col("n") > 2).then((ssr / (pl.col("n") - 2) / pl.col("sxx")).sqrt()),
+            r2=pl.when(pl.col("syy") > 0).then(1.0 - ssr / pl.col("syy"))
+            .otherwise(pl.when(pl.col("slope").is_not_null()).then(1.0)),
+        )
+        .drop("x_mean", "y_mean", "sxx", "sxy", "syy")
+    )
+
+
+def expectations(fits: pl.LazyFrame, overrides: Sequence[Override] = (),
+                 tolerance: Tolerance = Tolerance()) -> pl.LazyFrame:
+    """Add what μP expects of each fit: ``expected_lo``/``expected_hi`` (null where nothing is expected),
+    ``expected`` (the flat value 0 clipped into the range), ``judged``, ``ignored`` and ``abs_tol``.
+
+    Overrides apply in order, a later one winning where two match the same fit.
+    """
+    site, role, step = pl.col("site"), pl.col("role"), pl.col("step")
+    act_like = site.is_in(JUDGED_SITES) & (role != "loss")
+    may_shrink = ((site == "act") & (role == "output")) | (role == "attn_logits")
+    lo: pl.Expr = pl.when(act_like & may_shrink).then(-0.5).when(act_like).then(0.0).otherwise(None)
+    hi: pl.Expr = pl.when(act_like).then(0.0).otherwise(None)
+    judged: pl.Expr = act_like & ((step >= 1) | may_shrink)
+    ignored: pl.Expr = pl.lit(False)
+    abs_tol: pl.Expr = pl.lit(tolerance.absolute)
+    for override in overrides:
+        match = pl.col("name").str.contains(override.name_regex())
+        if override.site != "*":
+            match = match & (site == override.site)
+        if override.probe is not None:
+            match = match & (pl.col("probe") == override.probe)
+        if override.expected is not None:
+            lo = pl.when(match).then(override.expected[0]).otherwise(lo)
+            hi = pl.when(match).then(override.expected[1]).otherwise(hi)
+            judged = pl.when(match).then(True).otherwise(judged)
+        if override.tolerance is not None:
+            abs_tol = pl.when(match).then(override.tolerance).otherwise(abs_tol)
+        if override.ignore:
+            ignored = pl.when(match).then(True).otherwise(ignored)
+    return fits.with_columns(
+        expected_lo=lo.cast(pl.Float64), expected_hi=hi.cast(pl.Float64), abs_tol=abs_tol.cast(pl.Float64),
+        ignored=ignored,
+    ).with_columns(
+        expected=pl.lit(0.0).clip(pl.col("expected_lo"), pl.col("expected_hi")),
+        judged=judged & ~pl.col("ignored"),
+    )
+
+
+def judge(fits: pl.LazyFrame, tolerance: Tolerance = Tolerance()) -> pl.LazyFrame:
+    """Add ``tolerance``, ``excess`` (how far outside range + tolerance; > 0 is a violation),
+    ``verdict`` (flat | exploding | vanishing | diverged | undetermined; null where nothing is expected)
+    and ``severity`` (error: judged violation or diverged; warning: unjudged violation or a judged fit
+    without data; ok: as expected; info: nothing expected, or ignored)."""
+    slope, lo, hi = pl.col("slope"), pl.col("expected_lo"), pl.col("expected_hi")
+    tol = pl.max_horizontal(pl.col("abs_tol"), tolerance.sigma * pl.col("stderr").fill_null(0.0))
+    verdict = (
+        pl.when(pl.col("n_nonfinite") > 0).then(pl.lit("diverged"))
+        .when(lo.is_null()).then(pl.lit(None, pl.String))
+        .when(slope.is_null()).then(pl.lit("undetermined"))
+        .when(slope - hi > pl.col("tolerance")).then(pl.lit("exploding"))
+        .when(lo - slope > pl.col("tolerance")).then(pl.lit("vanishing"))
+        .otherwise(pl.lit("flat"))
+    )
+    v = pl.col("verdict")
+    severity = (
+        pl.when(pl.col("ignored")).then(pl.lit("info"))
+        .when(v == "diverged").then(pl.lit("error"))
+        .when(pl.col("judged") & v.is_in(VIOLATIONS)).then(pl.lit("error"))
+        .when(v.is_in([*VIOLATIONS, "undetermined"])).then(pl.lit("warning"))
+        .when(v == "flat").then(pl.lit("ok"))
+        .otherwise(pl.lit("info"))
+    )
+    return (
+        fits.with_columns(tolerance=tol)
+        .drop("abs_tol")
+        .with_columns(excess=pl.max_horizontal(slope - hi, lo - slope) - pl.col("tolerance"), verdict=verdict)
+        .with_columns(severity=severity)
+    )
+
+
+def summarise(fits: pl.LazyFrame, order: Sequence[str] = ()) -> pl.LazyFrame:
+    """One row per layer (name, site, probe): the worst step — highest severity, then furthest outside its
+    tolerance; for a diverged layer the first step with non-finite values — with that step's fit, plus
+    ``steps`` (every step with an error or warning), ``judged`` (any step judged) and, when diverged,
+    ``first_step``/``first_width``. Rows come in ``order`` of names (the model's order), then by site."""
+    rank = pl.col("severity").replace_strict({s: i for i, s in enumerate(SEVERITIES)}, return_dtype=pl.Int8)
+    diverged = pl.col("verdict") == "diverged"
+    bad = pl.col("severity").is_in(["error", "warning"])
+    ordered = fits.with_columns(
+        _rank=rank,
+        _first=pl.when(diverged).then(pl.col("step")).otherwise(0),
+        _excess=pl.col("excess").fill_null(float("-inf")),
+    ).sort(["_rank", "_first", "_excess", "step"], descending=[True, False, True, False])
+    first = [pl.col(c).first() for c in fits.collect_schema().names() if c not in (*LAYER_KEYS, "judged")]
+    name_order = {name: i for i, name in enumerate(order)}
+    return (
+        ordered.group_by(LAYER_KEYS, maintain_order=True)
+        .agg(
+            *first,
+            steps=pl.col("step").filter(bad).sort(),
+            first_step=pl.col("step").filter(diverged).min(),
+            first_width=pl.col("first_nonfinite_width").sort_by("step").drop_nulls().first(),
+            judged=pl.col("judged").any(),
+        )
+        .with_columns(
+            _order=pl.col("name").replace_strict(name_order, default=len(name_order), return_dtype=pl.Int64),
+            _site=pl.col("site").replace_strict({s: i for i, s in enumerate(SITES)}, default=len(SITES),
+                                                return_dtype=pl.Int64),
+        )
+        .sort(["_order", "name", "_site", "probe"])
+        .drop("_order", "_site")
+    )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """A layer (name, site, probe) whose worst step is an error or a warning.
+
+    The contract keys (DESIGN.md, check JSON) come first; ``step`` is the worst step, ``steps`` every
+    step with a problem; ``first_step``/``first_width`` say where a diverged layer first went non-finite.
+    ``hint`` and ``rule`` are filled in by :mod:`coordscope.diagnose`.
+    """
+
+    name: str
+    site: str
+    probe: str
+    step: int
+    slope: float | None
+    stderr: float | None
+    expected: float | None
+    verdict: str
+    severity: str
+    hint: str = ""
+    role: str = "unknown"
+    expected_range: tuple[float, float] | None = None
+    tolerance: float | None = None
+    r2: float | None = None
+    judged: bool = True
+    steps: tuple[int, ...] = field(default_factory=tuple)
+    first_step: int | None = None
+    first_width: int | None = None
+    rule: str | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """(name, site, probe): what a finding is about."""
+        return self.name, self.site, self.probe
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: the contract keys plus the extras; NaN/inf become null."""
+        out = asdict(self)
+        out["steps"] = list(self.steps)
+        out["expected_range"] = list(self.expected_range) if self.expected_range is not None else None
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def findings_from(layers: pl.DataFrame) -> list[Finding]:
+    """The layer summary rows with severity error or warning, as :class:`Finding` objects."""
+    rows = layers.filter(pl.col("severity").is_in(["error", "warning"])).to_dicts()
+    return [_finding(row) for row in rows]
+
+
+def _finding(row: Mapping[str, Any]) -> Finding:
+    lo, hi = row.get("expected_lo"), row.get("expected_hi")
+    return Finding(
+        name=row["name"], site=row["site"], probe=row["probe"], step=int(row["step"]),
+        slope=row.get("slope"), stderr=row.get("stderr"), expected=row.get("expected"),
+        verdict=row.get("verdict") or "undetermined", severity=row["severity"], role=row.get("role") or "unknown",
+        expected_range=None if lo is None or hi is None else (lo, hi), tolerance=row.get("tolerance"),
+        r2=row.get("r2"), judged=bool(row.get("judged")), steps=tuple(row.get("steps") or ()),
+        first_step=row.get("first_step"), first_width=row.get("first_width"),
+    )
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The fits per step (:func:`fit` + :func:`expectations` + :func:`judge`) and per layer
+    (:func:`summarise`), as DataFrames, and the findings drawn from the layers."""
+
+    fits: pl.DataFrame
+    layers: pl.DataFrame
+    findings: list[Finding]
+
+
+def analyse(rows: pl.LazyFrame | pl.DataFrame, *, overrides: Iterable[Override] = (),
+            tolerance: Tolerance = Tolerance(), order: Sequence[str] = ()) -> Analysis:
+    """Fit, set expectations, judge and summarise the rows of a run (already filtered to the probes to
+    judge). ``order`` lists names in model order, for the layer table."""
+    lazy = rows.lazy()
+    fits = judge(expectations(fit(lazy), tuple(overrides), tolerance), tolerance)
+    fits_df = fits.sort(["name", "site", "probe", "step"]).collect()
+    layers = summarise(fits_df.lazy(), order).collect()
+    return Analysis(fits=fits_df, layers=layers, findings=findings_from(layers))

@@ -1,0 +1,203 @@
+"""From findings to causes: rules that recognise the common μP bugs by the pattern of slopes they leave.
+
+Each :class:`Rule` claims the findings that fit its pattern (a role, a site, a direction, sometimes the
+optimizer or what the other layers do) and names the likely cause and the fix. Rules are tried in order and
+a finding belongs to the first rule that claims it, so every finding gets exactly one hint; a finding no
+rule claims gets a generic one. The rule ids are stable (samples and tests refer to them):
+
+============================  ===========================================================================
+``diverged``                  non-finite values appeared
+``sp_init_constant_std``      hidden activations already grow at t = 0 (constant-std init, e.g. 0.02)
+``attn_sqrt_d``               attention logits grow after training (1/√d instead of 1/d)
+``readout_unscaled``          the output grows after a step (readout not scaled by 1/width)
+``output_mult_twice``         the output vanishes like 1/width (output multiplier applied twice)
+``plain_adam``                hidden features' change grows, Adam (hidden LR not scaled by 1/width)
+``hidden_lr_unscaled``        hidden features' change grows, another optimizer
+``ntk_lazy``                  hidden features' change vanishes (NTK-like, lazy)
+``embedding_lr_scaled``       only the input layer's change vanishes (its LR scaled down with width)
+============================  ===========================================================================
+
+The whole model also gets a regime label (:func:`regime`): ``μP-like``, ``SP-like (exploding)``,
+``NTK-like (lazy)`` or ``mixed``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import polars as pl
+
+from coordscope.analysis import Finding
+
+MU_P = "μP-like"
+SP = "SP-like (exploding)"
+NTK = "NTK-like (lazy)"
+MIXED = "mixed"
+
+INIT_GROWTH = 0.35  # a hidden activation growing faster than width^0.35 at t = 0 is not a 1/fan_in init
+DOUBLE_MULT = -0.75  # an output shrinking faster than width^-0.75 has lost more than the init's width^-0.5
+
+
+@dataclass(frozen=True)
+class Context:
+    """What rules may look at besides the finding itself."""
+
+    optimizer: str
+    findings: Sequence[Finding]
+    init_slopes: Mapping[str, float]  # slope of each hidden activation at t = 0
+
+    @property
+    def adam(self) -> bool:
+        """Adam-family optimizers (Adam, AdamW, MuAdam, …), whose updates do not shrink with fan-in."""
+        return "adam" in self.optimizer.lower()
+
+    @property
+    def hidden_vanishing(self) -> bool:
+        """Whether some hidden layer's change after a step vanishes with width."""
+        return any(_is(f, "hidden", "act_delta", "vanishing") for f in self.findings)
+
+
+def _is(f: Finding, role: str, site: str | None, verdict: str) -> bool:
+    return f.role == role and (site is None or f.site == site) and f.verdict == verdict
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A pattern of findings (``claims``), what it means (``title``) and what to change (``hint``)."""
+
+    id: str
+    title: str
+    hint: str
+    claims: Callable[[Finding, Context], bool]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("diverged", "Training diverged (non-finite values)",
+         "values became NaN/inf: some update is too large at the widest widths; fix the layers flagged as "
+         "exploding (a μP model is stable at the same learning rate at every width) or lower the learning rate",
+         lambda f, ctx: f.verdict == "diverged"),
+    Rule("sp_init_constant_std", "Hidden activations grow at initialisation",
+         "hidden activations already grow with width at t = 0, as with a constant init std such as 0.02: "
+         "initialise hidden weights with variance 1/fan_in (std = fan_in**-0.5)",
+         lambda f, ctx: f.role == "hidden" and f.site == "act" and f.verdict == "exploding"
+         and ctx.init_slopes.get(f.name, 0.0) >= INIT_GROWTH),
+    Rule("attn_sqrt_d", "Attention logits scaled by 1/√d",
+         "attention logits grow like d_head^0.5 once training correlates queries and keys: μP scales "
+         "attention by 1/d_head, not 1/√d_head (e.g. attn_mult / d_head; scaled_dot_product_attention(..., "
+         "scale=1/d_head))",
+         lambda f, ctx: f.role == "attn_logits" and f.verdict == "exploding"),
+    Rule("readout_unscaled", "Readout not scaled by 1/width",
+         "the output grows with width after a step: multiply the readout by 1/width_mult (mup.MuReadout, "
+         "or an output multiplier base_width/width), or initialise the readout at zero / with variance "
+         "1/width²",
+         lambda f, ctx: f.role == "output" and f.verdict == "exploding"),
+    Rule("output_mult_twice", "Output multiplier applied twice",
+         "the output shrinks like 1/width: the 1/width output multiplier seems applied twice (e.g. "
+         "MuReadout plus a manual division by width_mult, or in both init and forward): apply it once",
+         lambda f, ctx: f.role == "output" and f.verdict == "vanishing" and f.slope is not None
+         and f.slope <= DOUBLE_MULT),
+    Rule("plain_adam", "Plain Adam on hidden weights",
+         "hidden features change faster in wider models: with Adam, μP divides the learning rate of hidden "
+         "(width × width) weights by width_mult: use mup.MuAdam, or a param group with lr / width_mult for "
+         "the hidden matrices",
+         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and ctx.adam),
+    Rule("hidden_lr_unscaled", "Hidden updates grow with width",
+         "hidden features change faster in wider models: under μP with SGD the hidden learning rate stays "
+         "constant, input and output layers get lr × width_mult and the readout output is multiplied by "
+         "1/width_mult (mup.MuSGD with MuReadout); check the readout multiplier and per-layer learning rates",
+         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and not ctx.adam),
+    Rule("ntk_lazy", "NTK-like (lazy) features",
+         "hidden features move like width^-0.5, as in the NTK parametrization: wide models stop learning "
+         "features. Use μP: 1/fan_in init for hidden weights, readout multiplier 1/width_mult, and per-layer "
+         "learning rates that do not shrink with fan-in (mup.MuSGD / mup.MuAdam)",
+         lambda f, ctx: f.site == "act_delta" and f.verdict == "vanishing" and (
+             f.role == "hidden" or (f.role == "input" and ctx.hidden_vanishing))),
+    Rule("embedding_lr_scaled", "Input/embedding learning rate scaled down with width",
+         "the input (embedding) layer stops learning as width grows while hidden layers are fine: under μP "
+         "the input layer's learning rate must not shrink with width (Adam: it keeps the base LR; only "
+         "hidden matrices get lr / width_mult)",
+         lambda f, ctx: f.role == "input" and f.site == "act_delta" and f.verdict == "vanishing"
+         and not ctx.hidden_vanishing),
+)
+
+RULE_IDS: tuple[str, ...] = tuple(rule.id for rule in RULES)
+
+
+def generic_hint(f: Finding) -> str:
+    """The hint of a finding no rule explains."""
+    if f.verdict == "exploding":
+        return (f"grows with width (slope {f.slope:+.2f}): an init scale, output multiplier or learning rate "
+                "of this layer is not scaled for width")
+    if f.verdict == "vanishing":
+        return (f"shrinks with width (slope {f.slope:+.2f}): this layer contributes or learns less in wider "
+                "models; check its multiplier and learning rate")
+    return "no positive finite values at two or more widths to fit a slope"
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """A rule that fired: its id, title, hint, the layer names it explains, and how bad (error/warning)."""
+
+    rule: str
+    title: str
+    hint: str
+    layers: tuple[str, ...]
+    severity: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "title": self.title, "hint": self.hint, "layers": list(self.layers),
+                "severity": self.severity}
+
+
+def _finding_hint(rule: Rule, f: Finding) -> str:
+    if rule.id == "diverged" and f.first_step is not None:
+        return f"{rule.hint} (first at width {f.first_width}, step {f.first_step})"
+    return rule.hint
+
+
+def init_slopes(fits: pl.DataFrame) -> dict[str, float]:
+    """Slope at t = 0 of every hidden activation (for ``sp_init_constant_std``)."""
+    rows = fits.filter((pl.col("step") == 0) & (pl.col("site") == "act") & (pl.col("role") == "hidden")
+                       & pl.col("slope").is_not_null())
+    return {name: float(slope) for name, slope in rows.select("name", "slope").iter_rows()}
+
+
+def diagnose(findings: Iterable[Finding], fits: pl.DataFrame, optimizer: str = "") -> tuple[
+        list[Finding], list[Diagnosis]]:
+    """Claim each finding for the first rule that fits; return the findings with their ``hint`` and
+    ``rule`` filled in, and one :class:`Diagnosis` per rule that fired (in rule order)."""
+    found = list(findings)
+    ctx = Context(optimizer=optimizer, findings=found, init_slopes=init_slopes(fits))
+    claimed: dict[str, list[Finding]] = {}
+    out: list[Finding] = []
+    for f in found:
+        rule = next((r for r in RULES if r.claims(f, ctx)), None)
+        if rule is None:
+            out.append(replace(f, hint=generic_hint(f)))
+            continue
+        f = replace(f, hint=_finding_hint(rule, f), rule=rule.id)
+        claimed.setdefault(rule.id, []).append(f)
+        out.append(f)
+    diagnoses = [
+        Diagnosis(rule.id, rule.title, rule.hint, tuple(dict.fromkeys(f.name for f in claimed[rule.id])),
+                  "error" if any(f.severity == "error" for f in claimed[rule.id]) else "warning")
+        for rule in RULES if rule.id in claimed
+    ]
+    return out, diagnoses
+
+
+def regime(findings: Sequence[Finding]) -> str:
+    """The model's regime: no errors → μP-like; only growth (or divergence) → SP-like; only shrinking,
+    hidden features among them → NTK-like; anything else → mixed."""
+    errors = [f for f in findings if f.severity == "error"]
+    if not errors:
+        return MU_P
+    growing = any(f.verdict in ("exploding", "diverged") for f in errors)
+    shrinking = [f for f in errors if f.verdict == "vanishing"]
+    if growing and not shrinking:
+        return SP
+    if shrinking and not growing and any(_is(f, "hidden", "act_delta", "vanishing") for f in shrinking):
+        return NTK
+    return MIXED
