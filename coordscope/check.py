@@ -1,0 +1,144 @@
+"""``coordscope.check``: judge a run directory — or record a spec first, then judge it — into a Report.
+
+This is the glue between the store, :mod:`coordscope.analysis`, :mod:`coordscope.diagnose` and
+:mod:`coordscope.report`; it also refuses what cannot be judged (a missing or incomplete run, a run with a
+single width, overrides naming sites or probes the run does not have) with one-line errors, before any
+fitting.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from coordscope.analysis import Tolerance, analyse
+from coordscope.config import Config, Override, load_config, parse_overrides
+from coordscope.diagnose import diagnose, regime
+from coordscope.errors import ConfigError, SpecError, StoreError
+from coordscope.report import Report
+from coordscope.spec import Spec
+from coordscope.store import is_complete, missing_jobs, read_meta, scan
+
+Target = str | os.PathLike[str] | Spec
+
+
+def _looks_like_path(target: str) -> bool:
+    return os.sep in target or "/" in target or target.startswith(".")
+
+
+def _record(target: Target, config: Config, run_kwargs: Mapping[str, Any]) -> Path:
+    """Record a coord check of the spec ``target`` (settings: arguments, then ``[tool.coordscope]``) into
+    ``out`` or a fresh temporary directory that is kept, so the run can be inspected afterwards."""
+    from coordscope.run import run
+    from coordscope.spec import load_spec
+
+    try:
+        spec = load_spec(target) if isinstance(target, str) else target
+    except SpecError as exc:
+        if isinstance(target, str) and "is not a file, an importable module or a sample" in str(exc):
+            raise SpecError(f"{target!r} is neither a run directory nor a spec (a .py file, a module, "
+                            "module:attr or a sample name; see `coordscope samples`)") from None
+        raise
+    kwargs = config.run_kwargs(**run_kwargs)
+    if kwargs.get("out") is None:
+        kwargs["out"] = tempfile.mkdtemp(prefix="coordscope-check-")
+    return run(spec, **kwargs)
+
+
+def _widths_present(run_dir: Path, meta: Mapping[str, Any]) -> list[int]:
+    missing = {(job.get("width"), job.get("seed")) for job in missing_jobs(run_dir, meta)}
+    return sorted({int(job["width"]) for job in meta.get("jobs", [])
+                   if (job.get("width"), job.get("seed")) not in missing})
+
+
+def _choose_probe(probe: str | None, recorded: list[str]) -> str:
+    if probe is None:
+        return "rms" if "rms" in recorded or not recorded else recorded[0]
+    if recorded and probe not in recorded:
+        raise ConfigError(f"probe {probe!r} was not recorded in this run (recorded: {', '.join(recorded)})")
+    return probe
+
+
+def check_run(run_dir: str | os.PathLike[str], *, overrides: Iterable[Override] = (),
+              allow_incomplete: bool = False, probe: str | None = None,
+              tolerance: Tolerance = Tolerance()) -> Report:
+    """Judge the recorded run in ``run_dir`` (see :func:`check`)."""
+    run_dir = Path(run_dir)
+    meta = read_meta(run_dir)
+    if meta.get("kind", "coordcheck") != "coordcheck":
+        raise StoreError(f"{run_dir} is a {meta.get('kind')!r} run, not a coordinate check")
+    complete = is_complete(run_dir, meta)
+    if not complete and not allow_incomplete:
+        missing = len(missing_jobs(run_dir, meta))
+        raise StoreError(f"run {str(run_dir)!r} is incomplete (status {meta.get('status')!r}, {missing} of "
+                         f"{len(meta.get('jobs', []))} jobs missing): finish it with `coordscope run ... "
+                         "--resume`, or pass --allow-incomplete")
+    widths = _widths_present(run_dir, meta)
+    if len(widths) < 2:
+        raise StoreError(f"run {str(run_dir)!r} has {'only width ' + str(widths[0]) if widths else 'no width'} "
+                         "recorded: a slope needs at least two widths")
+    recorded = [str(p) for p in meta.get("probes", [])]
+    chosen = _choose_probe(probe, recorded)
+    overrides = tuple(overrides)
+    for override in overrides:
+        if override.probe is not None and recorded and override.probe not in recorded:
+            raise ConfigError(f"override {override.describe()}: probe {override.probe!r} was not recorded in "
+                              f"this run (recorded: {', '.join(recorded)})")
+    rows = scan(run_dir).filter(pl.col("probe") == chosen)
+    analysis = analyse(rows, overrides=overrides, tolerance=tolerance, order=list(meta.get("layers", {})))
+    if analysis.fits.is_empty():
+        raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
+    findings, diagnoses = diagnose(analysis.findings, analysis.fits, str(meta.get("optimizer", "")))
+    return Report(
+        ok=not any(f.severity == "error" for f in findings), complete=complete, run_dir=run_dir, meta=meta,
+        findings=findings, fits=analysis.fits, layers=analysis.layers, diagnoses=diagnoses,
+        regime=regime(findings), probe=chosen, tolerance=tolerance, overrides=overrides,
+    )
+
+
+def check(
+    target: Target,
+    *,
+    overrides: Iterable[Override | str] = (),
+    allow_incomplete: bool = False,
+    probe: str | None = None,
+    tolerance: float | None = None,
+    sigma: float | None = None,
+    config: Config | str | os.PathLike[str] | None = None,
+    **run_kwargs: Any,
+) -> Report:
+    """Judge whether a model scales as μP predicts, and say why not.
+
+    ``target``: a run directory, or a spec (a :class:`Spec`, ``.py`` file, module, ``module:attr`` or
+    sample name), which is first recorded with :func:`coordscope.run` — ``run_kwargs`` (widths, steps,
+    seeds, lr, out, …) go there — into ``out`` or a kept temporary directory. ``overrides``:
+    :class:`Override` objects or CLI strings (``'readout*:act_delta:expected=0..1,tol=0.4'``), applied
+    after those of the config. ``probe``: which recorded probe to judge (default ``rms``).
+    ``tolerance``/``sigma``: see :class:`coordscope.analysis.Tolerance`. ``config``: a :class:`Config`, a
+    pyproject.toml path, or None for the nearest pyproject.toml's ``[tool.coordscope]``; arguments win
+    over it. Bad input raises a :class:`coordscope.errors.CoordscopeError` with a one-line message.
+    """
+    cfg = config if isinstance(config, Config) else load_config(config)
+    all_overrides = cfg.overrides + parse_overrides(overrides)
+    default = Tolerance()
+    judging = Tolerance(
+        absolute=next(v for v in (tolerance, cfg.tolerance, default.absolute) if v is not None),
+        sigma=next(v for v in (sigma, cfg.sigma, default.sigma) if v is not None),
+    )
+    if not isinstance(target, Spec) and Path(target).is_dir():
+        flags = sorted(k for k, v in run_kwargs.items() if v not in (None, False))
+        if flags:
+            raise ConfigError(f"{', '.join(flags)} only apply when TARGET is a spec; {str(target)!r} is a run "
+                              "directory")
+        run_dir = Path(target)
+    elif isinstance(target, str) and _looks_like_path(target) and not target.partition(":")[0].endswith(".py"):
+        raise StoreError(f"run directory {target!r} does not exist")
+    else:
+        run_dir = _record(target, cfg, run_kwargs)
+    return check_run(run_dir, overrides=all_overrides, allow_incomplete=allow_incomplete,
+                     probe=probe if probe is not None else cfg.probe, tolerance=judging)

@@ -1,0 +1,260 @@
+"""The result of a check (:class:`Report`) and its renderings: a text table, the contract's JSON, JUnit XML
+(one test case per judged layer, so CI systems show it natively) and Markdown (for a CI step summary).
+
+Everything is rendered from the same two tables, so the formats never disagree: ``fits`` (one row per
+name, site, probe and step) and ``layers`` (one row per name, site and probe: its worst step). Their
+columns, for anyone building on them (the HTML report and the app do):
+
+=====================  ==================================================================================
+name, site, probe      what was measured (store columns); ``step`` in ``fits``, the worst step in ``layers``
+role, module           the layer's μP role (input, hidden, output, vector, fixed, attn_logits, loss, …)
+n, n_widths            points and distinct widths fitted (zero, negative and non-finite values are not)
+n_skipped              zero or negative values skipped; ``n_nonfinite`` NaN/inf values
+first_nonfinite_width  smallest width with a non-finite value at that step
+slope, intercept       least squares of log2(value) on log2(width) over all seeds
+stderr, r2             standard error of the slope (null below 3 points) and R²
+expected               the slope μP expects (0, clipped into the expected range)
+expected_lo/hi         the expected range (null: nothing expected, not judged)
+judged, ignored        whether the fit counts for pass/fail; whether an override said to ignore it
+tolerance              max(absolute tolerance, sigma × stderr)
+excess                 distance outside range + tolerance (> 0: a violation)
+verdict                flat | exploding | vanishing | diverged | undetermined (null: nothing expected)
+severity               error | warning | info | ok
+steps                  (``layers`` only) steps with an error or warning; ``first_step``/``first_width`` where
+                       a diverged layer first went non-finite
+=====================  ==================================================================================
+"""
+
+from __future__ import annotations
+
+import json
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from coordscope.analysis import Finding, Tolerance
+from coordscope.config import Override
+from coordscope.diagnose import Diagnosis
+from coordscope.errors import ConfigError
+
+FORMATS: tuple[str, ...] = ("text", "json", "junit", "markdown")
+_MARK = {"error": "FAIL", "warning": "WARN", "ok": "ok", "info": ""}
+_MD_MARK = {"error": "❌", "warning": "⚠️", "ok": "✅", "info": ""}
+
+
+@dataclass(frozen=True)
+class Report:
+    """The outcome of :func:`coordscope.check`.
+
+    ``ok`` is false iff some finding has severity ``error``; ``complete`` says whether every planned job
+    of the run was there. ``findings`` are the layers (name, site, probe) with an error or warning, each
+    with a ``hint`` (see :mod:`coordscope.diagnose`); ``fits`` and ``layers`` are the tables described in
+    this module's docstring; ``diagnoses`` the rules that fired; ``regime`` the label of the whole model.
+    """
+
+    ok: bool
+    complete: bool
+    run_dir: Path
+    meta: Mapping[str, Any]
+    findings: list[Finding]
+    fits: pl.DataFrame
+    layers: pl.DataFrame
+    diagnoses: list[Diagnosis]
+    regime: str
+    probe: str
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    overrides: tuple[Override, ...] = ()
+
+    @property
+    def errors(self) -> list[Finding]:
+        """Findings that fail the check."""
+        return [f for f in self.findings if f.severity == "error"]
+
+    @property
+    def judged(self) -> pl.DataFrame:
+        """The layer rows that count (judged), plus any other row with an error or warning."""
+        return self.layers.filter(pl.col("judged") | pl.col("severity").is_in(["error", "warning"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The check JSON of DESIGN.md: ``ok``, ``complete``, ``findings`` (contract keys plus extras), and
+        ``run``, ``run_dir``, ``spec``, ``regime``, ``probe``, ``tolerance``, ``counts``, ``diagnoses``,
+        ``layers`` (every judged layer's worst step)."""
+        judged = self.judged
+        return {
+            "ok": self.ok,
+            "complete": self.complete,
+            "run": self.meta.get("run"),
+            "run_dir": str(self.run_dir),
+            "spec": self.meta.get("spec"),
+            "regime": self.regime,
+            "probe": self.probe,
+            "tolerance": {"absolute": self.tolerance.absolute, "sigma": self.tolerance.sigma},
+            "counts": {"judged": judged.filter(pl.col("judged")).height, "errors": len(self.errors),
+                       "warnings": sum(f.severity == "warning" for f in self.findings)},
+            "findings": [f.to_dict() for f in self.findings],
+            "diagnoses": [d.to_dict() for d in self.diagnoses],
+            "layers": [_clean(row) for row in judged.select(
+                "name", "site", "probe", "role", "step", "slope", "stderr", "r2", "expected", "expected_lo",
+                "expected_hi", "tolerance", "verdict", "severity", "judged").to_dicts()],
+        }
+
+    def render(self, fmt: str = "text") -> str:
+        """The report as ``text``, ``json``, ``junit`` or ``markdown``."""
+        renderers = {"text": render_text, "json": render_json, "junit": render_junit,
+                     "markdown": render_markdown}
+        if fmt not in renderers:
+            raise ConfigError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
+        return renderers[fmt](self)
+
+    def __str__(self) -> str:
+        return render_text(self)
+
+
+def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}
+
+
+def _signed(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:+.2f}"
+
+
+def _range(lo: float | None, hi: float | None) -> str:
+    if lo is None or hi is None:
+        return "-"
+    return f"{lo:g}" if lo == hi else f"{lo:g}..{hi:g}"
+
+
+def _slope_cell(row: Mapping[str, Any]) -> str:
+    se = row.get("stderr")
+    return _signed(row.get("slope")) + ("" if se is None or se != se else f" ± {se:.2f}")
+
+
+def _headline(report: Report) -> str:
+    judged = report.judged.filter(pl.col("judged")).height
+    errors = {(f.name, f.site, f.probe) for f in report.errors}
+    if report.ok:
+        text = f"PASS: {judged} judged layer sites scale as μP predicts"
+    else:
+        text = f"FAIL: {len(errors)} of {judged} judged layer sites violate μP"
+    text += f" · regime: {report.regime}"
+    if not report.complete:
+        text += " · INCOMPLETE run (some jobs missing)"
+    return text
+
+
+def _context(report: Report) -> str:
+    meta = report.meta
+    widths = meta.get("widths") or []
+    seeds = meta.get("seeds") or []
+    parts = [f"run {meta.get('run', report.run_dir.name)}", f"spec {meta.get('spec', '?')}",
+             f"widths {','.join(map(str, widths))}", f"seeds {len(seeds)}", f"steps 0..{meta.get('steps', '?')}",
+             f"{meta.get('optimizer', '?')} lr {meta.get('lr', '?')}", f"probe {report.probe}"]
+    return " · ".join(parts)
+
+
+def _rows(report: Report) -> list[dict[str, Any]]:
+    return report.judged.to_dicts()
+
+
+def render_text(report: Report) -> str:
+    """A fixed-width table of every judged layer (worst step), then the diagnoses with their hints."""
+    header = ("", "layer", "site", "role", "step", "slope ± se", "expected", "verdict")
+    table = [header] + [
+        (_MARK.get(r["severity"], ""), r["name"], r["site"], r["role"] or "", str(r["step"]), _slope_cell(r),
+         _range(r["expected_lo"], r["expected_hi"]), r["verdict"] or "")
+        for r in _rows(report)
+    ]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
+    lines = [f"coordscope check · {_context(report)}", _headline(report), ""]
+    lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+              for row in table]
+    if report.diagnoses:
+        lines += ["", "diagnosis:"]
+        for d in report.diagnoses:
+            lines.append(f"  [{d.rule}] {d.title}: {', '.join(d.layers)}")
+            lines.append(f"      fix: {d.hint}")
+    lines += ["", f"slope = d log2(size) / d log2(width) at the worst step; tolerance max({report.tolerance.absolute:g}, "
+              f"{report.tolerance.sigma:g}·stderr); run dir {report.run_dir}"]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(report: Report) -> str:
+    """:meth:`Report.to_dict` as indented JSON."""
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_header(columns: Sequence[str]) -> list[str]:
+    return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+
+
+def render_markdown(report: Report) -> str:
+    """A heading with the verdict, the findings table (or a line saying there are none), the diagnoses
+    and, folded, every judged layer — for ``$GITHUB_STEP_SUMMARY`` and pull-request comments."""
+    mark = "✅" if report.ok else "❌"
+    out = [f"### {mark} coordscope check: {_md_escape(_headline(report))}", "", f"_{_md_escape(_context(report))}_", ""]
+    columns = ["", "layer", "site", "role", "step", "slope ± se", "expected", "verdict"]
+    if report.findings:
+        out += _md_header([*columns, "hint"])
+        for f in report.findings:
+            out.append(f"| {_MD_MARK[f.severity]} | `{_md_escape(f.name)}` | {f.site} | {f.role} | {f.step} | "
+                       f"{_signed(f.slope)}{'' if f.stderr is None else f' ± {f.stderr:.2f}'} | "
+                       f"{_range(*(f.expected_range or (None, None)))} | {f.verdict} | {_md_escape(f.hint)} |")
+    else:
+        out.append("No findings: every judged layer is within tolerance.")
+    if report.diagnoses:
+        out += ["", "**Diagnosis**", ""]
+        out += [f"- **{_md_escape(d.title)}** (`{d.rule}`): {', '.join(f'`{_md_escape(n)}`' for n in d.layers)}. "
+                f"{_md_escape(d.hint)}" for d in report.diagnoses]
+    out += ["", "<details><summary>All judged layers</summary>", "", *_md_header(columns)]
+    for r in _rows(report):
+        out.append(f"| {_MD_MARK.get(r['severity'], '')} | `{_md_escape(r['name'])}` | {r['site']} | {r['role']} | "
+                   f"{r['step']} | {_slope_cell(r)} | {_range(r['expected_lo'], r['expected_hi'])} | "
+                   f"{r['verdict'] or ''} |")
+    out += ["", "</details>", ""]
+    return "\n".join(out)
+
+
+def render_junit(report: Report) -> str:
+    """JUnit XML: one test suite for the run, one test case per judged layer (name · site [probe]); a
+    violation is a ``<failure>`` whose message is the verdict and whose text is the hint; warnings go to
+    ``<system-out>``."""
+    by_key = {f.key: f for f in report.findings}
+    suite_name = f"coordscope.{report.meta.get('run', report.run_dir.name)}"
+    rows = _rows(report)
+    suite = ET.Element("testsuite", name=suite_name, tests=str(len(rows)),
+                       failures=str(sum(r["severity"] == "error" for r in rows)), errors="0", skipped="0")
+    for r in rows:
+        case = ET.SubElement(suite, "testcase", classname=suite_name,
+                             name=f"{r['name']} · {r['site']} [{r['probe']}]")
+        finding = by_key.get((r["name"], r["site"], r["probe"]))
+        summary = (f"{r['verdict']}: slope {_slope_cell(r)} at step {r['step']}, expected "
+                   f"{_range(r['expected_lo'], r['expected_hi'])}")
+        if finding is not None and finding.severity == "error":
+            failure = ET.SubElement(case, "failure", message=summary, type=finding.verdict)
+            failure.text = finding.hint
+        elif finding is not None:
+            ET.SubElement(case, "system-out").text = f"warning: {summary}. {finding.hint}"
+    root = ET.Element("testsuites", name="coordscope", tests=suite.get("tests", "0"),
+                      failures=suite.get("failures", "0"))
+    root.append(suite)
+    ET.indent(root)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def write(report: Report, fmt: str, output: str | Path | None) -> str:
+    """Render ``report`` and write it to ``output`` when given; returns the rendered text."""
+    text = report.render(fmt)
+    if output is not None:
+        try:
+            Path(output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot write {str(output)!r}: {exc.strerror}") from None
+    return text
