@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from coordscope.check import check_run
+from coordscope.checking import check_run
 from coordscope.store import SCHEMA_VERSION, ShardWriter, shard_name, shard_paths, write_meta
 
 WIDTHS = (64, 128, 256, 512)

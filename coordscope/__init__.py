@@ -1,12 +1,17 @@
 """coordscope: coordinate checks for μP.
 
 Record how every activation, gradient and update of a PyTorch model scales with width (:func:`run`), read
-the records (:func:`load`), and write your own statistics (:func:`register_probe`). Expose an intermediate
-tensor with :func:`tap`.
+the records (:func:`load`), judge them (:func:`check` → :class:`Report`; :func:`coordscope.testing.assert_mup`
+in pytest), and write your own statistics (:func:`register_probe`). Expose an intermediate tensor with
+:func:`tap`.
 """
 
+from coordscope import testing
+from coordscope.checking import check
+from coordscope.config import Override
 from coordscope.errors import ConfigError, CoordscopeError, ProbeError, SpecError, StoreError
 from coordscope.probe import ProbeContext, register_probe
+from coordscope.report import Report
 from coordscope.run import run
 from coordscope.spec import Spec, load_spec
 from coordscope.store import load, read_meta, scan
@@ -18,10 +23,13 @@ __all__ = [
     "ConfigError",
     "CoordscopeError",
     "ProbeContext",
+    "Override",
     "ProbeError",
+    "Report",
     "Spec",
     "SpecError",
     "StoreError",
+    "check",
     "load",
     "load_spec",
     "read_meta",
@@ -29,4 +37,5 @@ __all__ = [
     "run",
     "scan",
     "tap",
+    "testing",
 ]

@@ -6,8 +6,13 @@ a million rows take well under a second). The slope is the exponent of width in 
 μP the activations and their change after a step have slope 0.
 
 Which slope is expected (:func:`expectations`) follows DESIGN.md's table: ``act`` and ``act_delta`` of every
-layer are expected flat; the model output's ``act`` may shrink down to width^-0.5 (the random part of the
-init logits under μP, at t = 0 and while it still dominates a few steps in), attention logits likewise.
+layer are expected flat. Output-role activations may shrink: their ``act`` down to width^-0.5 (the random
+part of the init logits under μP, at t = 0 and while it still dominates a few steps in), their ``act_delta``
+down to width^-0.25 (the initial readout's random part still matters at small widths). Attention logits
+(1/d scaling) are a sum of d_head random products at init, so at t = 0 they shrink exactly like
+d_head^-0.5 — the one place a short check sees 1/√d scaling, which gives 0 there — and may shrink down to
+that after training (their random part decays while the correlated part is flat). Where the head count
+grows with width instead of d_head, :mod:`coordscope.checking` relaxes t = 0 to the post-training range.
 Judged by default: ``act_delta`` and ``act`` for t ≥ 1, plus the output and attention logits at every step.
 Other fits are kept and shown but not judged; :class:`coordscope.config.Override` changes any of this.
 
@@ -46,13 +51,20 @@ class Tolerance:
     sigma: float = 3.0
 
 
-def fit(rows: pl.LazyFrame) -> pl.LazyFrame:
+DEFAULT_TOLERANCE = Tolerance()
+
+
+def fit(rows: pl.LazyFrame, center: float = 0.0) -> pl.LazyFrame:
     """Least-squares slope of log2(value) on log2(width) per (name, site, probe, step), over all seeds.
 
-    Columns: the keys, ``role``, ``module``, ``n`` (points fitted), ``n_widths``, ``n_skipped`` (zero or
-    negative values), ``n_nonfinite``, ``first_nonfinite_width``, ``slope``, ``intercept``, ``stderr``,
-    ``r2``. ``slope`` is null with fewer than two widths to fit, ``stderr`` with fewer than three points.
-    act_delta at t = 0, zero by definition, has no row.
+    Columns: the keys, ``role``, ``module``, ``n`` (points fitted), ``n_widths`` (distinct widths fitted,
+    capped at 2: enough to say whether a slope exists), ``n_skipped`` (zero or negative values),
+    ``n_nonfinite``, ``first_nonfinite_width``, ``slope``, ``intercept`` (at log2(width) = ``center``),
+    ``stderr``, ``r2``. ``slope`` is null with fewer than two widths, ``stderr`` with fewer than three
+    points. act_delta at t = 0, zero by definition, has no row.
+
+    Only plain sums are aggregated (n, Σx, Σy, Σx², Σxy, Σy²), which polars streams without building
+    per-group lists; ``center`` (e.g. the mean log2 width of the run) keeps Σx² − (Σx)²/n well conditioned.
     """
     names = rows.collect_schema().names()
     if "role" not in names:
@@ -63,58 +75,67 @@ def fit(rows: pl.LazyFrame) -> pl.LazyFrame:
     value = pl.col("value")
     usable = value.is_finite() & (value > 0)
     x, y = pl.col("x"), pl.col("y")
-    dx, dy = x - x.mean(), y - y.mean()
-    fitted = (
+    sums = (
         rows.with_columns(
-            x=pl.when(usable).then(pl.col("width").cast(pl.Float64).log(2)),
+            x=pl.when(usable).then(pl.col("width").cast(pl.Float64).log(2) - center),
             y=pl.when(usable).then(value.log(2)),
-            nonfinite=~value.is_finite(),
+            skipped=value.is_finite() & (value <= 0),
+            nonfinite_width=pl.when(~value.is_finite()).then(pl.col("width")),
         )
-        .group_by(FIT_KEYS)
+        .with_columns(xx=x * x, xy=x * y, yy=y * y)
+        .group_by(*FIT_KEYS, "role", "module")  # role and module follow from name: keys are cheaper than first()
         .agg(
-            role=pl.col("role").first(),
-            module=pl.col("module").first(),
             n=y.count(),
-            n_widths=pl.col("width").filter(y.is_not_null()).n_unique(),
-            n_skipped=(value.is_finite() & (value <= 0)).sum(),
-            n_nonfinite=pl.col("nonfinite").sum(),
-            first_nonfinite_width=pl.col("width").filter(pl.col("nonfinite")).min(),
-            x_mean=x.mean(),
-            y_mean=y.mean(),
-            sxx=(dx * dx).sum(),
-            sxy=(dx * dy).sum(),
-            syy=(dy * dy).sum(),
+            x_min=x.min(),
+            x_max=x.max(),
+            n_skipped=pl.col("skipped").sum(),
+            n_nonfinite=pl.col("nonfinite_width").count(),
+            first_nonfinite_width=pl.col("nonfinite_width").min(),
+            sx=x.sum(), sy=y.sum(), sxx=pl.col("xx").sum(), sxy=pl.col("xy").sum(), syy=pl.col("yy").sum(),
         )
         .filter(~((pl.col("site") == "act_delta") & (pl.col("step") == 0)
                   & (pl.col("n") == 0) & (pl.col("n_nonfinite") == 0)))
     )
-    slope = pl.when(pl.col("n_widths") >= 2).then(pl.col("sxy") / pl.col("sxx"))
-    ssr = (pl.col("syy") - pl.col("slope") * pl.col("sxy")).clip(lower_bound=0.0)
+    n = pl.col("n").cast(pl.Float64)
+    centred = sums.with_columns(
+        n_widths=pl.when(pl.col("n") == 0).then(0).when(pl.col("x_max") > pl.col("x_min")).then(2).otherwise(1),
+        cxx=pl.col("sxx") - pl.col("sx") ** 2 / n,
+        cxy=pl.col("sxy") - pl.col("sx") * pl.col("sy") / n,
+        cyy=pl.col("syy") - pl.col("sy") ** 2 / n,
+    ).with_columns(
+        # Below the rounding noise of Σy² the spread of y is zero (a constant value): keeps R² meaningful.
+        cyy=pl.when(pl.col("cyy") > 1e-12 * pl.col("syy")).then(pl.col("cyy")).otherwise(0.0),
+    )
+    slope = pl.when(pl.col("n_widths") >= 2).then(pl.col("cxy") / pl.col("cxx"))
+    ssr = (pl.col("cyy") - pl.col("slope") * pl.col("cxy")).clip(lower_bound=0.0)
     return (
-        fitted.with_columns(slope=slope)
+        centred.with_columns(slope=slope)
         .with_columns(
-            intercept=pl.col("y_mean") - pl.col("slope") * pl.col("x_mean"),
-            stderr=pl.when(pl.col("n") > 2).then((ssr / (pl.col("n") - 2) / pl.col("sxx")).sqrt()),
-            r2=pl.when(pl.col("syy") > 0).then(1.0 - ssr / pl.col("syy"))
+            intercept=(pl.col("sy") - pl.col("slope") * pl.col("sx")) / n,
+            stderr=pl.when(pl.col("n") > 2).then((ssr / (n - 2) / pl.col("cxx")).sqrt()),
+            r2=pl.when(pl.col("cyy") > 0).then(1.0 - ssr / pl.col("cyy"))
             .otherwise(pl.when(pl.col("slope").is_not_null()).then(1.0)),
         )
-        .drop("x_mean", "y_mean", "sxx", "sxy", "syy")
+        .drop("x_min", "x_max", "sx", "sy", "sxx", "sxy", "syy", "cxx", "cxy", "cyy")
     )
 
 
 def expectations(fits: pl.LazyFrame, overrides: Sequence[Override] = (),
-                 tolerance: Tolerance = Tolerance()) -> pl.LazyFrame:
+                 tolerance: Tolerance = DEFAULT_TOLERANCE) -> pl.LazyFrame:
     """Add what μP expects of each fit: ``expected_lo``/``expected_hi`` (null where nothing is expected),
     ``expected`` (the flat value 0 clipped into the range), ``judged``, ``ignored`` and ``abs_tol``.
 
-    Overrides apply in order, a later one winning where two match the same fit.
+    Overrides apply in order, a later one winning where two match the same fit (an ``expected`` after an
+    ``ignore`` judges the fit again).
     """
     site, role, step = pl.col("site"), pl.col("role"), pl.col("step")
     act_like = site.is_in(JUDGED_SITES) & (role != "loss")
-    may_shrink = ((site == "act") & (role == "output")) | (role == "attn_logits")
-    lo: pl.Expr = pl.when(act_like & may_shrink).then(-0.5).when(act_like).then(0.0).otherwise(None)
-    hi: pl.Expr = pl.when(act_like).then(0.0).otherwise(None)
-    judged: pl.Expr = act_like & ((step >= 1) | may_shrink)
+    output, attn = act_like & (role == "output"), act_like & (role == "attn_logits")
+    attn_init = attn & (site == "act") & (step == 0)
+    lo: pl.Expr = (pl.when(attn | (output & (site == "act"))).then(-0.5)
+                   .when(output).then(-0.25).when(act_like).then(0.0).otherwise(None))
+    hi: pl.Expr = pl.when(attn_init).then(-0.5).when(act_like).then(0.0).otherwise(None)
+    judged: pl.Expr = act_like & ((step >= 1) | output | attn)
     ignored: pl.Expr = pl.lit(False)
     abs_tol: pl.Expr = pl.lit(tolerance.absolute)
     for override in overrides:
@@ -129,8 +150,8 @@ def expectations(fits: pl.LazyFrame, overrides: Sequence[Override] = (),
             judged = pl.when(match).then(True).otherwise(judged)
         if override.tolerance is not None:
             abs_tol = pl.when(match).then(override.tolerance).otherwise(abs_tol)
-        if override.ignore:
-            ignored = pl.when(match).then(True).otherwise(ignored)
+        if override.ignore or override.expected is not None:  # a later expectation un-ignores
+            ignored = pl.when(match).then(override.ignore).otherwise(ignored)
     return fits.with_columns(
         expected_lo=lo.cast(pl.Float64), expected_hi=hi.cast(pl.Float64), abs_tol=abs_tol.cast(pl.Float64),
         ignored=ignored,
@@ -140,7 +161,7 @@ def expectations(fits: pl.LazyFrame, overrides: Sequence[Override] = (),
     )
 
 
-def judge(fits: pl.LazyFrame, tolerance: Tolerance = Tolerance()) -> pl.LazyFrame:
+def judge(fits: pl.LazyFrame, tolerance: Tolerance = DEFAULT_TOLERANCE) -> pl.LazyFrame:
     """Add ``tolerance``, ``excess`` (how far outside range + tolerance; > 0 is a violation),
     ``verdict`` (flat | exploding | vanishing | diverged | undetermined; null where nothing is expected)
     and ``severity`` (error: judged violation or diverged; warning: unjudged violation or a judged fit
@@ -175,7 +196,7 @@ def judge(fits: pl.LazyFrame, tolerance: Tolerance = Tolerance()) -> pl.LazyFram
 def summarise(fits: pl.LazyFrame, order: Sequence[str] = ()) -> pl.LazyFrame:
     """One row per layer (name, site, probe): the worst step — highest severity, then furthest outside its
     tolerance; for a diverged layer the first step with non-finite values — with that step's fit, plus
-    ``steps`` (every step with an error or warning), ``judged`` (any step judged) and, when diverged,
+    ``steps`` (every step with an error or warning), ``layer_judged`` (any step judged) and, when diverged,
     ``first_step``/``first_width``. Rows come in ``order`` of names (the model's order), then by site."""
     rank = pl.col("severity").replace_strict({s: i for i, s in enumerate(SEVERITIES)}, return_dtype=pl.Int8)
     diverged = pl.col("verdict") == "diverged"
@@ -185,7 +206,7 @@ def summarise(fits: pl.LazyFrame, order: Sequence[str] = ()) -> pl.LazyFrame:
         _first=pl.when(diverged).then(pl.col("step")).otherwise(0),
         _excess=pl.col("excess").fill_null(float("-inf")),
     ).sort(["_rank", "_first", "_excess", "step"], descending=[True, False, True, False])
-    first = [pl.col(c).first() for c in fits.collect_schema().names() if c not in (*LAYER_KEYS, "judged")]
+    first = [pl.col(c).first() for c in fits.collect_schema().names() if c not in LAYER_KEYS]
     name_order = {name: i for i, name in enumerate(order)}
     return (
         ordered.group_by(LAYER_KEYS, maintain_order=True)
@@ -194,7 +215,7 @@ def summarise(fits: pl.LazyFrame, order: Sequence[str] = ()) -> pl.LazyFrame:
             steps=pl.col("step").filter(bad).sort(),
             first_step=pl.col("step").filter(diverged).min(),
             first_width=pl.col("first_nonfinite_width").sort_by("step").drop_nulls().first(),
-            judged=pl.col("judged").any(),
+            layer_judged=pl.col("judged").any(),
         )
         .with_columns(
             _order=pl.col("name").replace_strict(name_order, default=len(name_order), return_dtype=pl.Int64),
@@ -277,11 +298,13 @@ class Analysis:
 
 
 def analyse(rows: pl.LazyFrame | pl.DataFrame, *, overrides: Iterable[Override] = (),
-            tolerance: Tolerance = Tolerance(), order: Sequence[str] = ()) -> Analysis:
+            tolerance: Tolerance = DEFAULT_TOLERANCE, order: Sequence[str] = (),
+            widths: Sequence[int] = ()) -> Analysis:
     """Fit, set expectations, judge and summarise the rows of a run (already filtered to the probes to
-    judge). ``order`` lists names in model order, for the layer table."""
-    lazy = rows.lazy()
-    fits = judge(expectations(fit(lazy), tuple(overrides), tolerance), tolerance)
+    judge). ``order`` lists names in model order, for the layer table; ``widths`` (the run's) centre the
+    fit's log-widths."""
+    center = sum(math.log2(w) for w in widths) / len(widths) if widths else 0.0
+    fits = judge(expectations(fit(rows.lazy(), center), tuple(overrides), tolerance), tolerance)
     fits_df = fits.sort(["name", "site", "probe", "step"]).collect()
     layers = summarise(fits_df.lazy(), order).collect()
     return Analysis(fits=fits_df, layers=layers, findings=findings_from(layers))

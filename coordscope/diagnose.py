@@ -81,12 +81,12 @@ RULES: tuple[Rule, ...] = (
     Rule("sp_init_constant_std", "Hidden activations grow at initialisation",
          "hidden activations already grow with width at t = 0, as with a constant init std such as 0.02: "
          "initialise hidden weights with variance 1/fan_in (std = fan_in**-0.5)",
-         lambda f, ctx: f.role == "hidden" and f.site == "act" and f.verdict == "exploding"
+         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding"
          and ctx.init_slopes.get(f.name, 0.0) >= INIT_GROWTH),
     Rule("attn_sqrt_d", "Attention logits scaled by 1/√d",
-         "attention logits grow like d_head^0.5 once training correlates queries and keys: μP scales "
-         "attention by 1/d_head, not 1/√d_head (e.g. attn_mult / d_head; scaled_dot_product_attention(..., "
-         "scale=1/d_head))",
+         "attention logits are d_head^0.5 too large (at init they should shrink like d_head^-0.5; after "
+         "training they grow once queries and keys correlate): μP scales attention by 1/d_head, not "
+         "1/√d_head (e.g. scaled_dot_product_attention(..., scale=1/d_head))",
          lambda f, ctx: f.role == "attn_logits" and f.verdict == "exploding"),
     Rule("readout_unscaled", "Readout not scaled by 1/width",
          "the output grows with width after a step: multiply the readout by 1/width_mult (mup.MuReadout, "

@@ -21,7 +21,7 @@ excess                 distance outside range + tolerance (> 0: a violation)
 verdict                flat | exploding | vanishing | diverged | undetermined (null: nothing expected)
 severity               error | warning | info | ok
 steps                  (``layers`` only) steps with an error or warning; ``first_step``/``first_width`` where
-                       a diverged layer first went non-finite
+                       a diverged layer first went non-finite; ``layer_judged``: some step of the layer is judged
 =====================  ==================================================================================
 """
 
@@ -30,13 +30,13 @@ from __future__ import annotations
 import json
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from coordscope.analysis import Finding, Tolerance
+from coordscope.analysis import DEFAULT_TOLERANCE, Finding, Tolerance
 from coordscope.config import Override
 from coordscope.diagnose import Diagnosis
 from coordscope.errors import ConfigError
@@ -66,7 +66,7 @@ class Report:
     diagnoses: list[Diagnosis]
     regime: str
     probe: str
-    tolerance: Tolerance = field(default_factory=Tolerance)
+    tolerance: Tolerance = DEFAULT_TOLERANCE
     overrides: tuple[Override, ...] = ()
 
     @property
@@ -77,7 +77,7 @@ class Report:
     @property
     def judged(self) -> pl.DataFrame:
         """The layer rows that count (judged), plus any other row with an error or warning."""
-        return self.layers.filter(pl.col("judged") | pl.col("severity").is_in(["error", "warning"]))
+        return self.layers.filter(pl.col("layer_judged") | pl.col("severity").is_in(["error", "warning"]))
 
     def to_dict(self) -> dict[str, Any]:
         """The check JSON of DESIGN.md: ``ok``, ``complete``, ``findings`` (contract keys plus extras), and
@@ -93,13 +93,14 @@ class Report:
             "regime": self.regime,
             "probe": self.probe,
             "tolerance": {"absolute": self.tolerance.absolute, "sigma": self.tolerance.sigma},
-            "counts": {"judged": judged.filter(pl.col("judged")).height, "errors": len(self.errors),
+            "counts": {"judged": judged.filter(pl.col("layer_judged")).height, "errors": len(self.errors),
                        "warnings": sum(f.severity == "warning" for f in self.findings)},
             "findings": [f.to_dict() for f in self.findings],
             "diagnoses": [d.to_dict() for d in self.diagnoses],
             "layers": [_clean(row) for row in judged.select(
                 "name", "site", "probe", "role", "step", "slope", "stderr", "r2", "expected", "expected_lo",
-                "expected_hi", "tolerance", "verdict", "severity", "judged").to_dicts()],
+                "expected_hi", "tolerance", "verdict", "severity", pl.col("layer_judged").alias("judged"),
+            ).to_dicts()],
         }
 
     def render(self, fmt: str = "text") -> str:
@@ -119,7 +120,9 @@ def _clean(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _signed(value: float | None) -> str:
-    return "n/a" if value is None or value != value else f"{value:+.2f}"
+    if value is None or value != value:
+        return "n/a"
+    return f"{value if abs(value) >= 0.005 else 0.0:+.2f}"  # no "-0.00"
 
 
 def _range(lo: float | None, hi: float | None) -> str:
@@ -134,7 +137,7 @@ def _slope_cell(row: Mapping[str, Any]) -> str:
 
 
 def _headline(report: Report) -> str:
-    judged = report.judged.filter(pl.col("judged")).height
+    judged = report.judged.filter(pl.col("layer_judged")).height
     errors = {(f.name, f.site, f.probe) for f in report.errors}
     if report.ok:
         text = f"PASS: {judged} judged layer sites scale as μP predicts"
@@ -177,8 +180,9 @@ def render_text(report: Report) -> str:
         for d in report.diagnoses:
             lines.append(f"  [{d.rule}] {d.title}: {', '.join(d.layers)}")
             lines.append(f"      fix: {d.hint}")
-    lines += ["", f"slope = d log2(size) / d log2(width) at the worst step; tolerance max({report.tolerance.absolute:g}, "
-              f"{report.tolerance.sigma:g}·stderr); run dir {report.run_dir}"]
+    tol = report.tolerance
+    lines += ["", f"slope = d log2(size) / d log2(width) at the worst step; tolerance max({tol.absolute:g}, "
+              f"{tol.sigma:g}·stderr); run dir {report.run_dir}"]
     return "\n".join(lines) + "\n"
 
 
@@ -189,6 +193,11 @@ def render_json(report: Report) -> str:
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _md_code(text: str) -> str:
+    """A code span in a table cell: only the pipe needs escaping there (entities are not decoded)."""
+    return "`" + text.replace("|", "\\|") + "`"
 
 
 def _md_header(columns: Sequence[str]) -> list[str]:
@@ -202,20 +211,21 @@ def render_markdown(report: Report) -> str:
     out = [f"### {mark} coordscope check: {_md_escape(_headline(report))}", "", f"_{_md_escape(_context(report))}_", ""]
     columns = ["", "layer", "site", "role", "step", "slope ± se", "expected", "verdict"]
     if report.findings:
-        out += _md_header([*columns, "hint"])
+        out += _md_header([*columns, "cause"])
         for f in report.findings:
-            out.append(f"| {_MD_MARK[f.severity]} | `{_md_escape(f.name)}` | {f.site} | {f.role} | {f.step} | "
+            cause = _md_code(f.rule) if f.rule else _md_escape(f.hint)
+            out.append(f"| {_MD_MARK[f.severity]} | {_md_code(f.name)} | {f.site} | {f.role} | {f.step} | "
                        f"{_signed(f.slope)}{'' if f.stderr is None else f' ± {f.stderr:.2f}'} | "
-                       f"{_range(*(f.expected_range or (None, None)))} | {f.verdict} | {_md_escape(f.hint)} |")
+                       f"{_range(*(f.expected_range or (None, None)))} | {f.verdict} | {cause} |")
     else:
         out.append("No findings: every judged layer is within tolerance.")
     if report.diagnoses:
         out += ["", "**Diagnosis**", ""]
-        out += [f"- **{_md_escape(d.title)}** (`{d.rule}`): {', '.join(f'`{_md_escape(n)}`' for n in d.layers)}. "
+        out += [f"- **{_md_escape(d.title)}** ({_md_code(d.rule)}): {', '.join(map(_md_code, d.layers))}. "
                 f"{_md_escape(d.hint)}" for d in report.diagnoses]
     out += ["", "<details><summary>All judged layers</summary>", "", *_md_header(columns)]
     for r in _rows(report):
-        out.append(f"| {_MD_MARK.get(r['severity'], '')} | `{_md_escape(r['name'])}` | {r['site']} | {r['role']} | "
+        out.append(f"| {_MD_MARK.get(r['severity'], '')} | {_md_code(r['name'])} | {r['site']} | {r['role']} | "
                    f"{r['step']} | {_slope_cell(r)} | {_range(r['expected_lo'], r['expected_hi'])} | "
                    f"{r['verdict'] or ''} |")
     out += ["", "</details>", ""]

@@ -34,6 +34,7 @@ class Spec:
     ``model(width)`` builds the model; ``batches()`` yields batches (the coord check uses the first one
     at every step); ``loss(model, batch)`` defaults to :func:`default_loss`; ``optimizer(model, lr)``
     defaults to Adam over all parameters. ``defaults`` may hold ``widths``, ``steps``, ``seeds``, ``lr``.
+    ``heldout()`` (optional) yields the held-out batches an LR sweep scores every job on at the end.
     ``ref`` is how the spec was named, so a run can record where it came from.
     """
 
@@ -44,6 +45,7 @@ class Spec:
     defaults: Mapping[str, Any] = field(default_factory=dict)
     ref: str = "<object>"
     description: str = ""
+    heldout: BatchesFn | None = None
 
     def compute_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """The spec's loss, or :func:`default_loss`."""
@@ -111,6 +113,7 @@ def _from_namespace(ns: Any, ref: str) -> Spec:
         defaults=dict(defaults),
         ref=ref,
         description=(getattr(ns, "__doc__", "") or "").strip().split("\n")[0],
+        heldout=getattr(ns, "heldout", None),
     )
 
 

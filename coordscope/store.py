@@ -109,11 +109,12 @@ class ShardWriter:
     context manager: an exception inside aborts.
     """
 
-    def __init__(self, run_dir: Path, run: str, width: int, seed: int, filename: str | None = None) -> None:
+    def __init__(self, run_dir: Path, run: str, width: int, seed: int, filename: str | None = None,
+                 schema: pa.Schema = SCHEMA) -> None:
         self.final = Path(run_dir) / (filename or shard_name(width, seed))
         self.tmp = self.final.with_name(f".{self.final.name}.{os.getpid()}.tmp")
         self.run, self.width, self.seed = run, width, seed
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, SCHEMA, compression="zstd")
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, schema, compression="zstd")
         self._buffer: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
         self._values: list[np.ndarray] = []  # one float64 array per step: no Python float per row
         self.rows = 0
@@ -162,7 +163,7 @@ class ShardWriter:
         self._values.clear()
 
     def write_table(self, table: pa.Table) -> None:
-        """Append rows already shaped as :data:`SCHEMA` (used by the LR sweep's own schema too)."""
+        """Append rows already shaped as the writer's schema (the LR sweep passes its own ``schema``)."""
         self._flush()
         assert self._writer is not None, "shard already closed"
         self._writer.write_table(table)
@@ -248,15 +249,21 @@ def shard_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
     return sorted(Path(run_dir).glob(SHARD_GLOB))
 
 
+def check_shard(path: Path) -> None:
+    """Raise a StoreError naming ``path`` when it is not a readable coordscope shard (the app uses this
+    to name a damaged shard and still show the others)."""
+    try:
+        schema = pq.read_schema(path)
+    except Exception as exc:
+        raise StoreError(f"{path}: damaged Parquet shard ({type(exc).__name__}: {exc})") from exc
+    missing = [c for c in CONTRACT_COLUMNS if c not in schema.names]
+    if missing:
+        raise StoreError(f"{path}: not a coordscope shard (missing columns {', '.join(missing)})")
+
+
 def _check_shards(paths: Iterable[Path]) -> None:
     for path in paths:
-        try:
-            schema = pq.read_schema(path)
-        except Exception as exc:
-            raise StoreError(f"{path}: damaged Parquet shard ({type(exc).__name__}: {exc})") from exc
-        missing = [c for c in CONTRACT_COLUMNS if c not in schema.names]
-        if missing:
-            raise StoreError(f"{path}: not a coordscope shard (missing columns {', '.join(missing)})")
+        check_shard(path)
 
 
 def scan(run_dir: str | os.PathLike[str], *, check: bool = True) -> pl.LazyFrame:

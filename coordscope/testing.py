@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from coordscope.check import Target, check
+from coordscope.checking import Target, check
 from coordscope.report import Report
 
 

@@ -64,6 +64,10 @@ CASES: dict[str, tuple[list[str] | None, str, str]] = {
     "overwrite a non-run directory": (["run", "{spec}", *FAST, "--out", "{full}", "--overwrite"], GOOD,
                                       "it is not a coordscope run"),
     "resume with nothing to resume": (["run", "{spec}", *FAST, "--out", "{out}", "--resume"], GOOD, "nothing to resume"),
+    "malformed [tool.coordscope] value": (["run", "{spec}", *FAST, "--out", "{out}", "--config", "{badcfg}"], GOOD,
+                                          "[tool.coordscope]: widths = 'wide' has the wrong type"),
+    "[tool.coordscope] not TOML": (["run", "{spec}", *FAST, "--out", "{out}", "--config", "{nottoml}"], GOOD,
+                                   "not valid TOML"),
     "unknown flag": (["run", "{spec}", "--width", "16,32"], GOOD, "No such option '--width'. Did you mean '--widths'? (see coordscope run --help)"),
 }
 
@@ -77,7 +81,10 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
     full.mkdir()
     (full / "notes.txt").write_text("precious\n")
     out = tmp_path / "out"
-    args = [a.format(spec=spec, out=out, file=tmp_path / "afile", full=full) for a in argv]
+    (tmp_path / "bad.toml").write_text('[tool.coordscope]\nwidths = "wide"\n')
+    (tmp_path / "nottoml.toml").write_text("[tool.coordscope\n")
+    args = [a.format(spec=spec, out=out, file=tmp_path / "afile", full=full, badcfg=tmp_path / "bad.toml",
+                     nottoml=tmp_path / "nottoml.toml") for a in argv]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2, (result.output, result.exception)
     lines = result.stderr.strip().splitlines()

@@ -52,7 +52,9 @@ def main() -> None:
 from coordscope.cli.check import check  # noqa: E402
 from coordscope.cli.run import run  # noqa: E402
 from coordscope.cli.samples import samples  # noqa: E402
+from coordscope.cli.sweep import sweep  # noqa: E402
 
 main.add_command(check)
 main.add_command(run)
 main.add_command(samples)
+main.add_command(sweep)

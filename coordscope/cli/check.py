@@ -38,8 +38,7 @@ def check(target: str, fmt: str, output: str | None, allow_incomplete: bool, ove
     Slopes of log2(size) against log2(width) are fitted per layer, site and step; judged layers outside
     their expected range name a likely cause and fix. Exit codes: 0 all good, 1 μP violations, 2 bad input.
     """
-    from coordscope.check import check as run_check
-
+    from coordscope.checking import check as run_check
     from coordscope.report import write
 
     report = run_check(target, overrides=overrides, allow_incomplete=allow_incomplete, probe=judge_probe,

@@ -11,15 +11,19 @@ from coordscope.cli.options import run_kwargs, run_options
 
 @click.command()
 @click.argument("spec")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False),
+              help="pyproject.toml to read [tool.coordscope] from (default: the nearest one).")
 @run_options
-def run(spec: str, **params: Any) -> None:
+def run(spec: str, config_path: str | None, **params: Any) -> None:
     """Record a coordinate check of SPEC: a .py file, a module, module:attr or a sample name
     (see `coordscope samples`).
 
     Each (width, seed) job trains the model for --steps steps on the spec's first batch and streams the
-    size of every activation, gradient and update into a Parquet shard under --out.
+    size of every activation, gradient and update into a Parquet shard under --out. Unset flags come from
+    [tool.coordscope] in the nearest pyproject.toml, then from the spec's DEFAULTS.
     """
+    from coordscope.config import load_config
     from coordscope.run import run as record
 
-    run_dir = record(spec, **run_kwargs(params))
+    run_dir = record(spec, **load_config(config_path).run_kwargs(**run_kwargs(params)))
     click.echo(f"recorded {run_dir}  (check it: coordscope check {run_dir})")

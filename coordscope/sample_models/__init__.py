@@ -21,9 +21,34 @@ class Sample:
     bug: str = ""  # for planted bugs: the diagnosis rule id that must fire
 
 
+_GPT = "coordscope.sample_models.gpt"
+_CNN = "coordscope.sample_models.cnn"
+
 SAMPLES: dict[str, Sample] = {
     "mlp-mup": Sample("coordscope.sample_models.mlp:MUP", "MLP, μP, Adam (TP5 Table 3)", "pass"),
     "mlp-mup-sgd": Sample("coordscope.sample_models.mlp:MUP_SGD", "MLP, μP, SGD (TP5 Table 3)", "pass"),
     "mlp-sp": Sample("coordscope.sample_models.mlp:SP", "MLP, standard parametrization, Adam", "fail", "readout"),
     "mlp-ntk": Sample("coordscope.sample_models.mlp:NTK", "MLP, NTK parametrization, SGD (lazy)", "fail", "hidden"),
+    "gpt-mup-sweep": Sample("coordscope.sample_models.sweeps:MUP", "GPT, μP, on the stdlib corpus (LR sweeps)", "pass"),
+    "gpt-sp-sweep": Sample("coordscope.sample_models.sweeps:SP", "GPT, SP, on the stdlib corpus (LR sweeps)", "fail"),
+    "gpt-mup": Sample(f"{_GPT}:MUP", "GPT decoder, μP, Adam (TP5 Table 3, 1/d attention)", "pass"),
+    "gpt-sp": Sample(f"{_GPT}:SP", "GPT decoder, standard parametrization, Adam", "fail", "lm_head"),
+    "gpt-sp-gpt2-init": Sample(f"{_GPT}:SP_GPT2_INIT", "GPT decoder, SP with GPT-2's constant init std 0.02",
+                               "fail", "mlp.c_proj", "sp_init_constant_std"),
+    "gpt-bug-plain-adam": Sample(f"{_GPT}:BUG_PLAIN_ADAM", "GPT, μP trained with plain Adam (hidden LR not / m)",
+                                 "fail", "mlp.c_fc", "plain_adam"),
+    "gpt-bug-readout-unscaled": Sample(f"{_GPT}:BUG_READOUT_UNSCALED", "GPT, μP without the readout's 1/m",
+                                       "fail", "lm_head", "readout_unscaled"),
+    "gpt-bug-output-mult-twice": Sample(f"{_GPT}:BUG_OUTPUT_MULT_TWICE", "GPT, μP with the readout's 1/m applied "
+                                        "twice", "fail", "lm_head", "output_mult_twice"),
+    "gpt-bug-attn-sqrt-d": Sample(f"{_GPT}:BUG_ATTN_SQRT_D", "GPT, μP with 1/√d attention instead of 1/d",
+                                  "fail", "attn_logits", "attn_sqrt_d"),
+    "gpt-bug-embedding-lr": Sample(f"{_GPT}:BUG_EMBEDDING_LR", "GPT, μP with the embeddings' LR divided by m",
+                                   "fail", "wte", "embedding_lr_scaled"),
+    "cnn-mup": Sample(f"{_CNN}:MUP", "CNN (channels = width), μP, Adam", "pass"),
+    "cnn-sp": Sample(f"{_CNN}:SP", "CNN (channels = width), standard parametrization, Adam", "fail", "convs"),
+    "hf-tied-mup": Sample("coordscope.sample_models.hf_style:MUP", "HF-style LM (dict batch, returns .loss, tied "
+                          "embeddings, buffer, frozen parameter), μP, Adam", "pass"),
+    "cnn-bug-plain-adam": Sample(f"{_CNN}:BUG_PLAIN_ADAM", "CNN, μP trained with plain Adam", "fail", "convs",
+                                 "plain_adam"),
 }

@@ -9,14 +9,18 @@ the multiplier form the ``mup`` package uses, with ``m = width / BASE_WIDTH``:
 =================  ==================  ======================  ==========================================
                    embeddings, LN      hidden (attn, MLP)      readout ``lm_head``
 =================  ==================  ======================  ==========================================
-init std           1 (LN: 1, 0)        1/sqrt(fan_in)          1/sqrt(BASE_WIDTH), output × 1/m
+init std           1 (LN: 1, 0)        1/sqrt(fan_in)          0.1/sqrt(BASE_WIDTH), output × 1/m
 Adam LR (μP)       η                   η / m                   η
 attention scale    —                   sqrt(d_head_base) / d_head   (1/sqrt(d_head) in SP)
 =================  ==================  ======================  ==========================================
 
 The attention scale is TP5's 1/d_head times the constant sqrt(d_head_base), so that at ``BASE_WIDTH`` the
-μP model *is* the SP model and a learning rate tuned on either transfers to the other. SP uses the same
-inits, 1/sqrt(d_head) attention, no multiplier and η everywhere.
+μP model *is* the SP model and a learning rate tuned on either transfers to the other. The readout starts
+small (any width-independent constant is μP; zero is ``mup``'s other option) so that, from the first step
+on, the logits' change comes from learning the readout rather than from the random initial readout
+reading the features' change, a part that shrinks like width^-0.5 and blurs the check at small widths.
+SP uses 1/sqrt(fan_in) inits (the readout included), 1/sqrt(d_head) attention, no multiplier and η
+everywhere.
 
 Planted bugs (:data:`BUGS`), each a named sample that coordscope must flag, each one line away from μP:
 
@@ -45,11 +49,13 @@ from coordscope.spec import Spec
 
 VOCAB = 128
 SEQ_LEN = 32
-BATCH = 8
 N_LAYER = 2
-N_HEAD = 4
+N_HEAD = 2
 BASE_WIDTH = 64
+READOUT_STD = 0.1 * BASE_WIDTH**-0.5
 GPT2_STD = 0.02
+ALPHABET = b"ACGT"
+CHECK_BATCH = (8, 16)
 BUGS = ("plain_adam", "readout_unscaled", "output_mult_twice", "attn_sqrt_d", "embedding_lr_scaled",
         "constant_std")
 PARAMETRIZATIONS = ("sp", "mup")
@@ -173,7 +179,7 @@ class GPT(nn.Module):
             elif isinstance(module, nn.Embedding):
                 nn.init.normal_(module.weight, std=GPT2_STD if constant else 1.0)
         if self.config.mup:
-            nn.init.normal_(self.lm_head.weight, std=BASE_WIDTH**-0.5)
+            nn.init.normal_(self.lm_head.weight, std=READOUT_STD)
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         x = self.wte(idx) + self.wpe(self.positions[: idx.shape[1]])
@@ -211,13 +217,25 @@ def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
 
 
 def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Random token sequences and their next tokens; seeded by the caller (coordscope seeds every job)."""
+    """Random sequences over the four letters of :data:`ALPHABET` and their next tokens, ``CHECK_BATCH``
+    = (batch, length); seeded by the caller (coordscope seeds every job).
+
+    Why four letters and not all 128 ids: with a small alphabet the model fits the fixed batch within a
+    few steps, so its updates are coherent, as on real text. Uniform noise over 128 ids gives updates
+    whose incoherent part shrinks only like width^-0.5, and at widths 64..512 it still hides the
+    correlated part that μP is about (attention logits and the readout looked like they vanished).
+    """
+    alphabet = torch.tensor(list(ALPHABET))
+    batch, length = CHECK_BATCH
     while True:
-        tokens = torch.randint(0, VOCAB, (BATCH, SEQ_LEN + 1))
+        tokens = alphabet[torch.randint(0, len(alphabet), (batch, length + 1))]
         yield tokens[:, :-1], tokens[:, 1:]
 
 
-def make_spec(parametrization: str, lr: float, bugs: Iterable[str] = (), name: str = "") -> Spec:
+LR = 0.03  # base Adam learning rate of the samples: large enough that 5 steps show a clear signal
+
+
+def make_spec(parametrization: str, lr: float = LR, bugs: Iterable[str] = (), name: str = "") -> Spec:
     """The GPT sample in ``parametrization`` with the planted ``bugs``, trained with Adam at base LR ``lr``."""
     frozen = frozenset(bugs)
 
@@ -232,3 +250,13 @@ def make_spec(parametrization: str, lr: float, bugs: Iterable[str] = (), name: s
         ref=name or f"gpt-{parametrization}",
         description=f"GPT, {parametrization}, Adam" + (f", bug: {', '.join(sorted(frozen))}" if frozen else ""),
     )
+
+
+SP = make_spec("sp")
+MUP = make_spec("mup")
+SP_GPT2_INIT = make_spec("sp", bugs=["constant_std"], name="gpt-sp-gpt2-init")
+BUG_PLAIN_ADAM = make_spec("mup", bugs=["plain_adam"], name="gpt-bug-plain-adam")
+BUG_READOUT_UNSCALED = make_spec("mup", bugs=["readout_unscaled"], name="gpt-bug-readout-unscaled")
+BUG_OUTPUT_MULT_TWICE = make_spec("mup", bugs=["output_mult_twice"], name="gpt-bug-output-mult-twice")
+BUG_ATTN_SQRT_D = make_spec("mup", bugs=["attn_sqrt_d"], name="gpt-bug-attn-sqrt-d")
+BUG_EMBEDDING_LR = make_spec("mup", bugs=["embedding_lr_scaled"], name="gpt-bug-embedding-lr")

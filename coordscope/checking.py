@@ -1,4 +1,5 @@
-"""``coordscope.check``: judge a run directory — or record a spec first, then judge it — into a Report.
+"""``coordscope.check`` (this module is ``coordscope.checking``): judge a run directory — or record a spec
+first, then judge it — into a Report.
 
 This is the glue between the store, :mod:`coordscope.analysis`, :mod:`coordscope.diagnose` and
 :mod:`coordscope.report`; it also refuses what cannot be judged (a missing or incomplete run, a run with a
@@ -16,13 +17,13 @@ from typing import Any
 
 import polars as pl
 
-from coordscope.analysis import Tolerance, analyse
+from coordscope.analysis import DEFAULT_TOLERANCE, Tolerance, analyse
 from coordscope.config import Config, Override, load_config, parse_overrides
 from coordscope.diagnose import diagnose, regime
 from coordscope.errors import ConfigError, SpecError, StoreError
 from coordscope.report import Report
 from coordscope.spec import Spec
-from coordscope.store import is_complete, missing_jobs, read_meta, scan
+from coordscope.store import is_complete, missing_jobs, read_meta, scan, shard_paths
 
 Target = str | os.PathLike[str] | Spec
 
@@ -38,9 +39,9 @@ def _record(target: Target, config: Config, run_kwargs: Mapping[str, Any]) -> Pa
     from coordscope.spec import load_spec
 
     try:
-        spec = load_spec(target) if isinstance(target, str) else target
+        spec = load_spec(target if isinstance(target, Spec) else str(target))
     except SpecError as exc:
-        if isinstance(target, str) and "is not a file, an importable module or a sample" in str(exc):
+        if not isinstance(target, Spec) and "is not a file, an importable module or a sample" in str(exc):
             raise SpecError(f"{target!r} is neither a run directory nor a spec (a .py file, a module, "
                             "module:attr or a sample name; see `coordscope samples`)") from None
         raise
@@ -56,6 +57,24 @@ def _widths_present(run_dir: Path, meta: Mapping[str, Any]) -> list[int]:
                    if (job.get("width"), job.get("seed")) not in missing})
 
 
+def _head_count_overrides(meta: Mapping[str, Any]) -> tuple[Override, ...]:
+    """Attention logits with a dimension that grows (more heads, fixed d_head) do not shrink at init:
+    judge their t = 0 like later steps."""
+    layers = meta.get("layers", {})
+    return tuple(Override(name, "act", expected=(-0.5, 0.0)) for name, layer in layers.items()
+                 if layer.get("role") == "attn_logits" and any(layer.get("scaling_dims", ())))
+
+
+def _model_order(run_dir: Path) -> list[str]:
+    """Names in the order the recorder met them (the first shard's rows), for a table that reads like
+    the model; meta.json's layers are sorted alphabetically."""
+    first = shard_paths(run_dir)[:1]
+    if not first:
+        return []
+    names = pl.scan_parquet(first[0]).select("name").unique(maintain_order=True).collect()
+    return names.get_column("name").to_list()
+
+
 def _choose_probe(probe: str | None, recorded: list[str]) -> str:
     if probe is None:
         return "rms" if "rms" in recorded or not recorded else recorded[0]
@@ -66,7 +85,7 @@ def _choose_probe(probe: str | None, recorded: list[str]) -> str:
 
 def check_run(run_dir: str | os.PathLike[str], *, overrides: Iterable[Override] = (),
               allow_incomplete: bool = False, probe: str | None = None,
-              tolerance: Tolerance = Tolerance()) -> Report:
+              tolerance: Tolerance = DEFAULT_TOLERANCE) -> Report:
     """Judge the recorded run in ``run_dir`` (see :func:`check`)."""
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
@@ -90,7 +109,9 @@ def check_run(run_dir: str | os.PathLike[str], *, overrides: Iterable[Override] 
             raise ConfigError(f"override {override.describe()}: probe {override.probe!r} was not recorded in "
                               f"this run (recorded: {', '.join(recorded)})")
     rows = scan(run_dir).filter(pl.col("probe") == chosen)
-    analysis = analyse(rows, overrides=overrides, tolerance=tolerance, order=list(meta.get("layers", {})))
+    analysis = analyse(rows, overrides=_head_count_overrides(meta) + overrides, tolerance=tolerance,
+                       order=_model_order(run_dir),
+                       widths=widths)
     if analysis.fits.is_empty():
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
     findings, diagnoses = diagnose(analysis.findings, analysis.fits, str(meta.get("optimizer", "")))
@@ -125,10 +146,9 @@ def check(
     """
     cfg = config if isinstance(config, Config) else load_config(config)
     all_overrides = cfg.overrides + parse_overrides(overrides)
-    default = Tolerance()
     judging = Tolerance(
-        absolute=next(v for v in (tolerance, cfg.tolerance, default.absolute) if v is not None),
-        sigma=next(v for v in (sigma, cfg.sigma, default.sigma) if v is not None),
+        absolute=next(v for v in (tolerance, cfg.tolerance, DEFAULT_TOLERANCE.absolute) if v is not None),
+        sigma=next(v for v in (sigma, cfg.sigma, DEFAULT_TOLERANCE.sigma) if v is not None),
     )
     if not isinstance(target, Spec) and Path(target).is_dir():
         flags = sorted(k for k, v in run_kwargs.items() if v not in (None, False))

@@ -1,0 +1,115 @@
+"""The widgets and notices every page shares: the run picker, the filters, the verdict banner, the
+run's status and its damaged shards. Pages compose these; :mod:`coordscope.app.data` does the reading."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import streamlit as st
+
+from coordscope.app import data
+from coordscope.errors import CoordscopeError
+from coordscope.report import Report
+
+MAX_LAYERS = 16  # default number of layers drawn; more lines than this are unreadable (the rest are a click away)
+
+
+def pick_run(kind: str, label: str = "Run", key: str | None = None,
+             exclude: str | None = None) -> data.RunEntry | None:
+    """The run selector: a selectbox over the runs of ``kind`` under the root, preselected from the URL's
+    ``?run=`` when that names one of them (anything else in the URL is ignored, and said so). Unreadable
+    runs are named with their problem. Returns None, after saying why, when there is nothing to show.
+
+    The page's main selector (``key`` None) follows and sets ``?run=``; a second one (Compare) does not.
+    """
+    root = data.runs_root()
+    entries = data.list_runs(root)
+    if key is None:
+        for broken in (e for e in entries if e.error is not None):
+            st.sidebar.error(f"{broken.name}: {broken.error}")
+    runs = [e for e in entries if e.kind == kind and e.name != exclude]
+    if not runs:
+        what = "LR sweep" if kind == "lrsweep" else "coord-check"
+        how = "`coordscope sweep`" if kind == "lrsweep" else "`coordscope run SPEC --out DIR`"
+        st.info(f"No {'other ' if exclude else ''}{what} runs under {root}. Record one with {how}, "
+                "or try `coordscope demo`.")
+        return None
+    names = [e.name for e in runs]
+    index = 0
+    if key is None:
+        wanted = st.query_params.get("run")
+        if wanted in names:
+            index = names.index(wanted)
+        elif wanted is not None and not any(e.name == wanted for e in entries):
+            st.sidebar.warning(f"Ignored ?run={wanted!r}: not a run under the runs root.")
+    choice = st.sidebar.selectbox(label, names, index=index, key=key or f"run-{kind}")
+    if key is None:
+        st.query_params["run"] = choice
+    return runs[names.index(choice)]
+
+
+def open_run(entry: data.RunEntry, *, notices: bool = True) -> tuple[data.Stamp, data.RunData] | None:
+    """The run's cache stamp and data; its status and damaged shards are shown (``notices``). A run that
+    cannot be read at all is named with its problem, and None returned."""
+    key = data.stamp(entry.path)
+    try:
+        run = data.run_data(entry.path, key)
+    except CoordscopeError as exc:
+        st.error(str(exc))
+        return None
+    if notices:
+        show_status(run.meta, entry.path)
+        for problem in run.problems:
+            st.error(f"Skipped a damaged shard — {problem}")
+    return key, run
+
+
+def show_status(meta: dict[str, Any], path: Path) -> None:
+    """One caption of what the run is, and a warning while it is still being written or was cut short."""
+    widths = ",".join(map(str, meta.get("widths") or []))
+    lr = meta.get("lr", meta.get("lrs", "?"))
+    st.caption(f"spec `{meta.get('spec', '?')}` · widths {widths} · seeds {len(meta.get('seeds') or [])} · "
+               f"steps {meta.get('steps', '?')} · {meta.get('optimizer', '?')} lr {lr} · `{path}`")
+    status = meta.get("status")
+    if status != "complete":
+        jobs = meta.get("jobs") or []
+        done = sum((path / str(j.get("shard", ""))).is_file() for j in jobs)
+        st.warning(f"Run status {status!r}: {done} of {len(jobs)} jobs recorded so far; what is here is shown. "
+                   "Rerun the page (R) to pick up new shards.")
+
+
+def choose(label: str, options: Sequence[str], preferred: str, key: str) -> str:
+    """A sidebar selectbox preselecting ``preferred`` when it is one of ``options``."""
+    index = list(options).index(preferred) if preferred in options else 0
+    return str(st.sidebar.selectbox(label, list(options), index=index, key=key))
+
+
+def verdict_banner(report: Report | None, why: str | None) -> None:
+    """The check's headline: pass (green) or the number of failing layer sites and the regime (red)."""
+    if report is None:
+        st.info(f"No verdicts for this run: {why}")
+        return
+    errors = sorted({(f.name, f.site) for f in report.errors})
+    if report.ok:
+        st.success(f"PASS · regime {report.regime} · every judged layer scales as μP predicts")
+    else:
+        st.error(f"FAIL · regime {report.regime} · {len(errors)} layer sites violate μP: "
+                 + ", ".join(f"{name} ({site})" for name, site in errors))
+
+
+def layer_filter(run: data.RunData, names: Sequence[str], violating: set[str], key: str) -> list[str]:
+    """Role and layer multiselects. By default every role but the loss and, of those layers, the violating
+    ones first, up to :data:`MAX_LAYERS`; the caption says when some are left out."""
+    roles = sorted({run.roles.get(n, "unknown") for n in names})
+    default_roles = [r for r in roles if r != "loss"] or roles
+    chosen_roles = st.sidebar.multiselect("Roles", roles, default=default_roles, key=f"{key}-roles")
+    candidates = [n for n in names if run.roles.get(n, "unknown") in chosen_roles]
+    ranked = sorted(candidates, key=lambda n: n not in violating)  # stable: model order within each group
+    default = [n for n in candidates if n in set(ranked[:MAX_LAYERS])]
+    layers = st.sidebar.multiselect("Layers", candidates, default=default, key=f"{key}-layers")
+    if len(default) < len(candidates) and set(layers) == set(default):
+        st.caption(f"Showing {len(default)} of {len(candidates)} layers (violating ones first); "
+                   "add more under Layers in the sidebar.")
+    return list(layers)

@@ -1,0 +1,60 @@
+"""``coordscope sweep``: an LR sweep across widths, then its verdict; exit 0 transfers, 1 not, 2 bad input."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from coordscope.cli.options import parse_int_list, parse_log2_grid, parse_seeds
+
+
+@click.command()
+@click.argument("spec")
+@click.option("--widths", help="Comma-separated widths, increasing (default: the spec's sweep grid, "
+              "else 64,128,256,512).")
+@click.option("--lrs", help="Learning rates: a log2 grid START:STOP:STEP such as 2^-14:2^-4:0.5 (STEP in log2 "
+              "units), or a comma list such as 1e-3,2^-8,0.01 (at least three).")
+@click.option("--steps", type=int, help="Training steps per job, each on a fresh batch (default 100).")
+@click.option("--seeds", help="A count N (seeds 0..N-1) or a comma list of seeds (default 1).")
+@click.option("--out", type=click.Path(file_okay=True, dir_okay=True),
+              help="Sweep directory to create, or a file:// URI (default runs/<spec>-<time>).")
+@click.option("--executor", type=click.Choice(["inline", "processes", "ray"]), default="inline",
+              show_default=True, help="Where jobs run.")
+@click.option("--workers", type=int, help="Worker processes (processes) or CPUs of a local Ray instance.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing sweep directory.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted sweep in --out: only missing jobs run.")
+@click.option("--metric", type=click.Choice(["heldout", "train"]), default="heldout", show_default=True,
+              help="Score of a job: its held-out loss at the end, or its mean train loss over the last 10% "
+                   "of steps.")
+@click.option("--tolerance", type=float, default=0.25, show_default=True,
+              help="Largest |drift| (log2 LR per doubling of width) that still counts as transferring.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def sweep(spec: str, widths: str | None, lrs: str | None, steps: int | None, seeds: str | None, out: str | None,
+          executor: str, workers: int | None, overwrite: bool, resume: bool, metric: str, tolerance: float,
+          fmt: str) -> None:
+    """Sweep the learning rate of SPEC (a .py file, module, module:attr or sample name such as
+    gpt-mup-sweep) at several widths, and judge whether the optimum transfers across width.
+
+    Every (width, lr, seed) job trains for --steps steps on the spec's data stream; its train losses and
+    final held-out loss go into a Parquet shard under --out. Per width, the optimal log2 LR is the grid
+    minimum refined by a parabola through its neighbours; the drift is its slope against log2 width.
+    A diverged job (NaN/inf loss) is recorded and the sweep goes on.
+    Exit codes: 0 the optimum transfers, 1 it drifts, 2 bad input.
+    """
+    from coordscope.lrsweep import analyse_sweep
+    from coordscope.lrsweep import sweep as run_sweep
+
+    run_dir = run_sweep(
+        spec,
+        widths=parse_int_list("--widths", widths) if widths else None,
+        lrs=parse_log2_grid("--lrs", lrs) if lrs else None,
+        steps=steps,
+        seeds=parse_seeds(seeds) if seeds else None,
+        out=out, executor=executor, workers=workers, overwrite=overwrite, resume=resume,
+    )
+    report = analyse_sweep(run_dir, metric=metric, tolerance=tolerance)
+    click.echo(report.render(fmt), nl=False)
+    if fmt == "text":
+        click.echo(f"sweep recorded in {run_dir}", err=True)
+    sys.exit(0 if report.ok else 1)

@@ -1,0 +1,390 @@
+"""Plotly figures of coord checks and LR sweeps, shared by the Streamlit app and the HTML report.
+
+Pure functions: polars frames in, ``go.Figure`` out, so the app and the report can never draw the same
+data differently, and tests can assert on a figure's traces without a browser. The frames are small —
+:func:`seed_bands` reduces a run's rows (possibly a lazy scan of millions) to one row per layer, step and
+width before anything is drawn.
+
+Conventions every figure follows: width and learning rate on log axes labelled with their powers of two
+(a slope on those axes is the exponent the fits report), coordinate sizes on a log axis, and layers that
+fail the check (severity ``error`` in ``Report.fits``) drawn thick and red with "⚠" before their name.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import plotly.graph_objects as go
+import polars as pl
+from plotly.subplots import make_subplots
+
+WARN = "⚠"
+MAX_PANELS = 6  # more panels than this make each too small to read; pick_steps chooses which
+
+# Ordinary layers: calm colours without red, so that the violating layers (reds) stand out.
+CALM = ("#4C78A8", "#54A24B", "#B279A2", "#72B7B2", "#9D755D", "#79706E", "#EECA3B", "#1F3B73", "#8CD17D",
+        "#D4A6C8", "#499894", "#B6992D")
+ALARM = ("#D62728", "#8C0000", "#FF5A36", "#B2182B")
+DASHES = ("solid", "dash", "dot", "dashdot")
+RUN_COLOURS = ("#E4572E", "#2E86AB")  # compare: run A (before) warm, run B (after) cool
+
+# Verdict → colour of the slope heatmap. "not judged": nothing is expected of that fit (e.g. param sites).
+VERDICT_COLOURS: dict[str, str] = {
+    "flat": "#59A14F",
+    "exploding": "#E15759",
+    "vanishing": "#4E79A7",
+    "diverged": "#2B2B2B",
+    "undetermined": "#F1CE63",
+    "not judged": "#D9D9D9",
+}
+
+
+def seed_bands(rows: pl.LazyFrame | pl.DataFrame, *, site: str, probe: str,
+               names: Sequence[str] | None = None, steps: Sequence[int] | None = None) -> pl.DataFrame:
+    """One row per (name, step, width) of one site and probe: the spread over seeds.
+
+    ``mean`` is the geometric mean over seeds (the curves live on a log axis, where it is the middle),
+    ``lo``/``hi`` the smallest and largest value; only finite positive values count (a log axis cannot
+    show the rest), and ``n_nonfinite`` counts the NaN/inf values, which stay visible in the hover text.
+    Filters are applied to the lazy frame first, so a scan reads only the rows it needs.
+    """
+    lazy = rows.lazy().filter((pl.col("site") == site) & (pl.col("probe") == probe))
+    if names is not None:
+        lazy = lazy.filter(pl.col("name").is_in(list(names)))
+    if steps is not None:
+        lazy = lazy.filter(pl.col("step").is_in(list(steps)))
+    if "role" not in lazy.collect_schema().names():
+        lazy = lazy.with_columns(role=pl.lit("unknown"))
+    value = pl.col("value")
+    usable = value.is_finite() & (value > 0)
+    return (
+        lazy.group_by("name", "role", "step", "width")
+        .agg(
+            mean=(2.0 ** value.filter(usable).log(2).mean()),
+            lo=value.filter(usable).min(),
+            hi=value.filter(usable).max(),
+            n_seeds=pl.col("seed").n_unique(),
+            n_nonfinite=(~value.is_finite()).sum(),
+        )
+        .with_columns(site=pl.lit(site), probe=pl.lit(probe))
+        .sort("name", "step", "width")
+        .collect()
+    )
+
+
+def pick_steps(steps: Iterable[int], limit: int = MAX_PANELS) -> list[int]:
+    """At most ``limit`` of ``steps``, evenly spread and always keeping the first and the last."""
+    ordered = sorted(set(steps))
+    if len(ordered) <= limit:
+        return ordered
+    picks = {ordered[round(i * (len(ordered) - 1) / (limit - 1))] for i in range(limit)}
+    return sorted(picks)
+
+
+def violations(fits: pl.DataFrame | None, site: str | None = None, probe: str | None = None) -> set[tuple[str, int]]:
+    """(name, step) pairs whose fit fails the check (severity ``error``), optionally of one site and probe."""
+    if fits is None or fits.is_empty():
+        return set()
+    bad = fits.filter(pl.col("severity") == "error")
+    if site is not None:
+        bad = bad.filter(pl.col("site") == site)
+    if probe is not None:
+        bad = bad.filter(pl.col("probe") == probe)
+    return {(str(n), int(s)) for n, s in bad.select("name", "step").iter_rows()}
+
+
+def _power_of_two_label(value: float) -> str:
+    exponent = math.log2(value)
+    if abs(exponent - round(exponent)) < 1e-9 and exponent < 0:
+        return f"2^{round(exponent)}"
+    return f"{value:g}"
+
+
+def _log2_axis(values: Iterable[float]) -> dict[str, object]:
+    """A log axis ticked at the given values (widths or learning rates), labelled as they are."""
+    ticks = sorted({float(v) for v in values if v > 0})
+    return {"type": "log", "tickvals": ticks, "ticktext": [_power_of_two_label(v) for v in ticks]}
+
+
+def drawable_steps(bands: pl.DataFrame) -> list[int]:
+    """The steps of :func:`seed_bands` with something a log axis can show (act_delta has nothing at t = 0)."""
+    drawable = bands.filter(pl.col("mean").is_not_null())
+    return sorted(drawable.get_column("step").unique().to_list())
+
+
+def _panel_grid(count: int) -> tuple[int, int]:
+    cols = min(count, 3)
+    return max(1, math.ceil(count / cols)), max(1, cols)
+
+
+def _place(index: int, cols: int) -> tuple[int, int]:
+    """(row, col), 1-based, of panel ``index`` in a grid ``cols`` wide."""
+    return index // cols + 1, index % cols + 1
+
+
+def _add_panels(fig: go.Figure, traces: Sequence[go.Scatter], places: Sequence[tuple[int, int]],
+                widths: Iterable[float], panels: int, cols: int, ytitle: str) -> None:
+    """Add the traces in one call (one at a time costs plotly a relayout each: seconds for hundreds) and
+    set the shared axes: width and size on log axes, "width" written only under the lowest panel of a
+    column, where it cannot collide with the title of the panel below."""
+    fig.add_traces(list(traces), rows=[r for r, _ in places], cols=[c for _, c in places])
+    fig.update_xaxes(**_log2_axis(widths))
+    fig.update_yaxes(type="log", exponentformat="power")
+    fig.update_yaxes(title_text=ytitle, col=1)
+    for index in range(panels):
+        if index + cols >= panels:
+            row, col = _place(index, cols)
+            fig.update_xaxes(title_text="width", row=row, col=col)
+
+
+def _band_trace(x: list[float], lo: list[float], hi: list[float], colour: str, group: str) -> go.Scatter:
+    """The seed spread as one closed polygon (forward along hi, back along lo): one trace, not two."""
+    return go.Scatter(x=x + x[::-1], y=hi + lo[::-1], fill="toself", fillcolor=colour, opacity=0.18,
+                      line={"width": 0}, hoverinfo="skip", showlegend=False, legendgroup=group, mode="lines")
+
+
+def _layer_order(bands: pl.DataFrame, order: Sequence[str] | None) -> list[str]:
+    present = bands.get_column("name").unique(maintain_order=True).to_list()
+    if not order:
+        return sorted(present)
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(present, key=lambda n: (rank.get(n, len(rank)), n))
+
+
+def coord_check_figure(bands: pl.DataFrame, fits: pl.DataFrame | None = None, *,
+                       steps: Sequence[int] | None = None, order: Sequence[str] | None = None,
+                       title: str | None = None) -> go.Figure:
+    """Small multiples of a coord check: one panel per step, x = width (log2), y = size (log), one line per
+    layer (the geometric mean over seeds) with a band from the smallest to the largest seed.
+
+    ``bands``: :func:`seed_bands` of one site and probe. ``fits``: ``Report.fits``; the layers whose fit at
+    a step is an error are drawn thick and red in that panel, and "⚠" marks their legend entry. ``steps``:
+    the panels (default: up to :data:`MAX_PANELS` steps that have drawable values). ``order``: the layer
+    order of the legend (default alphabetical). The legend groups each layer across panels: clicking it
+    hides the layer everywhere.
+    """
+    site = bands.get_column("site")[0] if bands.height else ""
+    probe = bands.get_column("probe")[0] if bands.height else ""
+    shown = list(steps) if steps is not None else pick_steps(drawable_steps(bands))
+    bad = violations(fits, site, probe)
+    names = _layer_order(bands, order)
+    rows, cols = _panel_grid(len(shown))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"step {s}" for s in shown],
+                        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.1)
+    by_key = bands.partition_by("name", "step", as_dict=True)
+    traces: list[go.Scatter] = []
+    places: list[tuple[int, int]] = []
+    calm = iter(CALM * (len(names) // len(CALM) + 1))
+    alarm_index = 0
+    for name in names:
+        failing = sorted(s for n, s in bad if n == name and s in shown)
+        if failing:
+            colour, dash = ALARM[alarm_index % len(ALARM)], DASHES[alarm_index // len(ALARM) % len(DASHES)]
+            alarm_index += 1
+            label = f"{WARN} {name}"
+        else:
+            colour, dash, label = next(calm), "solid", name
+        legend_shown = False
+        for index, step in enumerate(shown):
+            part = by_key.get((name, step))
+            if part is None:
+                continue
+            part = part.filter(pl.col("mean").is_not_null())
+            if part.is_empty():
+                continue
+            x = part.get_column("width").cast(pl.Float64).to_list()
+            violating = step in failing
+            traces.append(_band_trace(x, part.get_column("lo").to_list(), part.get_column("hi").to_list(),
+                                      colour, name))
+            hover = [f"{label}<br>step {step} · width {w:g}<br>{site} {probe} = {m:.4g}"
+                     + (f"<br>{k} non-finite value(s)" if k else "")
+                     for w, m, k in zip(x, part.get_column("mean"), part.get_column("n_nonfinite"), strict=True)]
+            traces.append(go.Scatter(
+                x=x, y=part.get_column("mean").to_list(), mode="lines+markers", name=label, legendgroup=name,
+                showlegend=not legend_shown, line={"color": colour, "width": 4.5 if violating else 1.6,
+                                                   "dash": dash},
+                marker={"size": 7 if violating else 4}, hovertext=hover, hoverinfo="text",
+                meta={"layer": name, "step": step, "violating": violating},
+            ))
+            places += [_place(index, cols)] * 2
+            legend_shown = True
+    _add_panels(fig, traces, places, bands.get_column("width").unique().to_list(), len(shown), cols,
+                f"{probe}({site})")
+    fig.update_layout(title=title, height=max(360, 320 * rows), legend={"title": {"text": "layer"}},
+                      margin={"t": 80 if title else 50}, template="plotly_white")
+    return fig
+
+
+def _verdict_category(verdict: str | None) -> str:
+    return verdict if verdict in VERDICT_COLOURS else "not judged"
+
+
+def _discrete_colourscale(categories: Sequence[str]) -> list[list[object]]:
+    """A colourscale of flat bands, one per category code 0..n-1 (plotly scales are continuous)."""
+    n = len(categories)
+    scale: list[list[object]] = []
+    for i, category in enumerate(categories):
+        colour = VERDICT_COLOURS[category]
+        scale += [[i / n, colour], [(i + 1) / n, colour]]
+    return scale
+
+
+def _signed(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    return f"{value if abs(value) >= 0.005 else 0.0:+.2f}"
+
+
+def slope_heatmap(fits: pl.DataFrame, *, order: Sequence[str] | None = None, title: str | None = None) -> go.Figure:
+    """Slope per layer × step, coloured by verdict, the slope written in each cell.
+
+    ``fits``: ``Report.fits`` (already filtered to the sites and probes to show). Rows are "name · site"
+    in ``order`` of names (the model's), first at the top; hovering a cell gives slope ± stderr, the
+    expected range and the verdict.
+    """
+    categories = list(VERDICT_COLOURS)
+    code = {c: i for i, c in enumerate(categories)}
+    rank = {name: i for i, name in enumerate(order or ())}
+    steps = sorted(fits.get_column("step").unique().to_list()) if fits.height else []
+    keys = sorted({(str(n), str(s)) for n, s in fits.select("name", "site").iter_rows()},
+                  key=lambda k: (rank.get(k[0], len(rank)), k[0], k[1]))
+    labels = [f"{n} · {s}" for n, s in keys]
+    row_of = {k: i for i, k in enumerate(keys)}
+    col_of = {s: j for j, s in enumerate(steps)}
+    z: list[list[float | None]] = [[None] * len(steps) for _ in keys]
+    text = [[""] * len(steps) for _ in keys]
+    hover = [[""] * len(steps) for _ in keys]
+    for r in fits.iter_rows(named=True):
+        i, j = row_of[(r["name"], r["site"])], col_of[r["step"]]
+        category = _verdict_category(r["verdict"])
+        z[i][j] = code[category]
+        text[i][j] = _signed(r["slope"])
+        se = r["stderr"]
+        expected = ("nothing expected" if r["expected_lo"] is None
+                    else f"expected {r['expected_lo']:g}..{r['expected_hi']:g}")
+        hover[i][j] = (f"{r['name']} · {r['site']} · step {r['step']}<br>slope {_signed(r['slope'])}"
+                       + ("" if se is None else f" ± {se:.2f}") + f"<br>{expected}<br>{category}"
+                       + (f" ({r['severity']})" if r["severity"] in ("error", "warning") else ""))
+    n = len(categories)
+    fig = go.Figure(go.Heatmap(
+        z=z, x=[str(s) for s in steps], y=labels, text=text, texttemplate="%{text}", hovertext=hover,
+        hoverinfo="text", zmin=-0.5, zmax=n - 0.5, colorscale=_discrete_colourscale(categories), xgap=2, ygap=2,
+        colorbar={"tickvals": list(range(n)), "ticktext": categories, "title": {"text": "verdict"}},
+    ))
+    fig.update_yaxes(autorange="reversed", title_text="layer · site")
+    fig.update_xaxes(type="category", title_text="step")
+    fig.update_layout(title=title, height=max(320, 24 * len(labels) + 140), template="plotly_white",
+                      margin={"l": 10})
+    return fig
+
+
+def sweep_curves(scores: pl.DataFrame) -> pl.DataFrame:
+    """Loss per (width, lr) over seeds from one score per job (``coordscope.lrsweep.job_losses``): ``loss``
+    the mean, ``lo``/``hi`` the spread; a width and lr where some seed diverged has an infinite mean."""
+    return (scores.group_by("width", "lr")
+            .agg(loss=pl.col("loss").mean(), lo=pl.col("loss").min(), hi=pl.col("loss").max())
+            .sort("width", "lr"))
+
+
+def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *, drift: float | None = None,
+                    title: str | None = None) -> go.Figure:
+    """Loss against learning rate (log2), one curve per width, each width's optimum marked.
+
+    ``curves``: :func:`sweep_curves`. ``optima``: ``SweepReport.optima`` (``width``, ``opt_log2_lr``,
+    ``best_loss``); each optimum is a star at its refined learning rate. ``drift``: the sweep's slope of
+    the optimal log2 lr against log2 width; the fitted line through the optima is drawn as a dotted
+    vertical line per width in that width's colour — lines that coincide mean the optimum transfers.
+    Non-finite losses (diverged jobs) are left out of the curves and drawn as crosses at the top.
+    """
+    fig = go.Figure()
+    widths = sorted(curves.get_column("width").unique().to_list())
+    colour_of = {w: CALM[i % len(CALM)] for i, w in enumerate(widths)}
+    finite = curves.filter(pl.col("loss").is_finite())
+    top = finite.get_column("hi").filter(finite.get_column("hi").is_finite()).max() if finite.height else None
+    for width in widths:
+        colour = colour_of[width]
+        part = curves.filter(pl.col("width") == width).sort("lr")
+        good = part.filter(pl.col("loss").is_finite())
+        fig.add_trace(go.Scatter(
+            x=good["lr"].to_list(), y=good["loss"].to_list(), mode="lines+markers", name=f"width {width}",
+            legendgroup=str(width), line={"color": colour},
+            error_y={"type": "data", "symmetric": False, "color": colour, "thickness": 1,
+                     "array": (good["hi"] - good["loss"]).to_list(),
+                     "arrayminus": (good["loss"] - good["lo"]).to_list()},
+        ))
+        bad = part.filter(~pl.col("loss").is_finite())
+        if bad.height:
+            fig.add_trace(go.Scatter(
+                x=bad["lr"].to_list(), y=[top if isinstance(top, float) else 1.0] * bad.height, mode="markers",
+                name=f"width {width} diverged", legendgroup=str(width), showlegend=False,
+                marker={"symbol": "x", "color": colour, "size": 10},
+                hovertext=[f"width {width}: diverged at lr {v:g}" for v in bad["lr"]], hoverinfo="text",
+            ))
+    placed = optima.filter(pl.col("opt_log2_lr").is_finite()) if optima is not None else None
+    if placed is not None and placed.height:
+        fig.add_trace(go.Scatter(
+            x=[2.0 ** v for v in placed["opt_log2_lr"]], y=placed["best_loss"].to_list(), mode="markers",
+            name="optimum", marker={"symbol": "star", "size": 16, "color": [colour_of.get(w, "#111111")
+                                                                              for w in placed["width"]],
+                                    "line": {"color": "#111111", "width": 1}},
+            hovertext=[f"width {w}: optimal lr 2^{v:.2f}"
+                       for w, v in placed.select("width", "opt_log2_lr").iter_rows()],
+            hoverinfo="text",
+        ))
+        if drift is not None and math.isfinite(drift):
+            log_w = [math.log2(w) for w in placed["width"]]
+            intercept = sum(placed["opt_log2_lr"]) / placed.height - drift * sum(log_w) / len(log_w)
+            for width in placed["width"]:
+                fig.add_vline(x=2.0 ** (intercept + drift * math.log2(width)),
+                              line={"dash": "dot", "color": colour_of.get(width, "#555555"), "width": 1.5})
+            fig.add_annotation(xref="paper", yref="paper", x=0.01, y=0.99, showarrow=False, xanchor="left",
+                               text=f"optimum drift: lr* ∝ width^{drift:+.2f} (0 = transfers)")
+    fig.update_xaxes(**_log2_axis(curves.get_column("lr").to_list()), title_text="learning rate")
+    fig.update_yaxes(title_text="loss")
+    fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": "width"}})
+    return fig
+
+
+def compare_figure(bands_a: pl.DataFrame, bands_b: pl.DataFrame, fits_a: pl.DataFrame | None = None,
+                   fits_b: pl.DataFrame | None = None, *, labels: tuple[str, str] = ("A", "B"),
+                   steps: Sequence[int] | None = None, title: str | None = None) -> go.Figure:
+    """Two runs of the same site and probe overlaid, e.g. before and after a fix: one panel per step,
+    run A dashed in a warm colour, run B solid in a cool one, one line per layer; layers that fail in
+    their run are drawn thick. The legend has one entry per run (click to hide a whole run)."""
+    available = set(drawable_steps(bands_a)) & set(drawable_steps(bands_b))
+    shown = list(steps) if steps is not None else pick_steps(available)
+    rows, cols = _panel_grid(len(shown))
+    fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"step {s}" for s in shown],
+                        horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.1)
+    runs = ((bands_a, fits_a, labels[0], RUN_COLOURS[0], "dash"), (bands_b, fits_b, labels[1], RUN_COLOURS[1], "solid"))
+    traces: list[go.Scatter] = []
+    places: list[tuple[int, int]] = []
+    for bands, fits, label, colour, dash in runs:
+        site = bands.get_column("site")[0] if bands.height else None
+        probe = bands.get_column("probe")[0] if bands.height else None
+        bad = violations(fits, site, probe)
+        # The legend entry of a run is a data-less trace: drawn like the run's ordinary lines, whatever
+        # width the run's first real trace happens to have.
+        traces.append(go.Scatter(x=[None], y=[None], mode="lines", name=label, legendgroup=label,
+                                 line={"color": colour, "dash": dash, "width": 2}))
+        places.append((1, 1))
+        groups = bands.filter(pl.col("mean").is_not_null()).partition_by("name", "step", as_dict=True)
+        for (name, step), part in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
+            if step not in shown:
+                continue
+            violating = (str(name), int(step)) in bad
+            traces.append(go.Scatter(
+                x=part["width"].cast(pl.Float64).to_list(), y=part["mean"].to_list(), mode="lines+markers",
+                name=label, legendgroup=label, showlegend=False,
+                line={"color": colour, "dash": dash, "width": 4 if violating else 1.5}, marker={"size": 4},
+                hovertext=f"{label}: {WARN + ' ' if violating else ''}{name} · step {step}", hoverinfo="text+y",
+                meta={"run": label, "layer": name, "step": step, "violating": violating},
+            ))
+            places.append(_place(shown.index(int(step)), cols))
+    widths = set(bands_a.get_column("width").to_list()) | set(bands_b.get_column("width").to_list())
+    site, probe = (bands_a.get_column(c)[0] if bands_a.height else "" for c in ("site", "probe"))
+    _add_panels(fig, traces, places, widths, len(shown), cols, f"{probe}({site})")
+    fig.update_layout(title=title, height=max(360, 320 * rows), template="plotly_white",
+                      legend={"title": {"text": "run"}})
+    return fig

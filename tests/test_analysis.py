@@ -1,0 +1,275 @@
+"""Fits, verdicts and diagnoses on synthetic stores whose exponents are known, written through the real
+ShardWriter and read back from real Parquet by the same code path as ``coordscope check``."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from coordscope.analysis import Tolerance, analyse
+from coordscope.checking import check_run
+from coordscope.config import Override
+from coordscope.store import SCHEMA_VERSION, ShardWriter, read_meta, scan, shard_name, write_meta
+
+WIDTHS = (64, 128, 256, 512)
+T_975_DOF10 = 2.228  # Student t, 97.5 % quantile, 10 degrees of freedom (4 widths × 3 seeds − 2)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A recorded quantity whose size is base · (width/64)^slope(step) · 2^(noise · N(0, 1))."""
+
+    name: str
+    site: str
+    role: str
+    slope: float | Callable[[int], float] = 0.0
+    base: float = 1.0
+
+    def exponent(self, step: int) -> float:
+        return self.slope(step) if callable(self.slope) else self.slope
+
+
+Patch = Callable[[str, str, int, int, int, float], float]
+
+
+def write_run(root: Path, curves: Sequence[Curve], *, widths: Sequence[int] = WIDTHS, seeds: Sequence[int] = (0, 1, 2),
+              steps: int = 3, noise: float = 0.0, seed: int = 0, optimizer: str = "Adam",
+              patch: Patch | None = None) -> Path:
+    """A complete run directory with steps 0..steps; act_delta is exactly 0 at step 0."""
+    rng = np.random.default_rng(seed)
+    root.mkdir(parents=True, exist_ok=True)
+    for width in widths:
+        for s in seeds:
+            with ShardWriter(root, "synthetic", width, s) as shard:
+                for step in range(steps + 1):
+                    values = []
+                    for c in curves:
+                        value = c.base * (width / 64) ** c.exponent(step) * 2 ** (noise * rng.standard_normal())
+                        if c.site == "act_delta" and step == 0:
+                            value = 0.0
+                        values.append(patch(c.name, c.site, width, s, step, value) if patch else value)
+                    shard.write(step, [c.name for c in curves], [c.site for c in curves], ["rms"] * len(curves),
+                                values, [c.role for c in curves], ["Linear"] * len(curves))
+                shard.commit()
+    write_meta(root, {
+        "schema_version": SCHEMA_VERSION, "kind": "coordcheck", "run": root.name, "spec": "synthetic",
+        "widths": list(widths), "seeds": list(seeds), "steps": steps, "lr": 0.01, "optimizer": optimizer,
+        "probes": ["rms"], "status": "complete",
+        "jobs": [{"width": w, "seed": s, "shard": shard_name(w, s)} for w in widths for s in seeds],
+        "layers": {c.name: {"role": c.role, "module": "Linear", "shape": [], "scaling_dims": []} for c in curves},
+    })
+    return root
+
+
+def mup_model(**slopes: float) -> list[Curve]:
+    """A small model's act and act_delta curves, flat unless ``slopes`` says otherwise (keys
+    ``<name>__<site>``), plus the t = 0 output logits shrinking like width^-0.5 as μP has them."""
+    roles = {"input": "input", "hidden.0": "hidden", "hidden.1": "hidden", "readout": "output", "<output>": "output"}
+    curves = []
+    for name, role in roles.items():
+        for site in ("act", "act_delta"):
+            default: float | Callable[[int], float] = 0.0
+            if role == "output" and site == "act":
+                default = lambda step: -0.5 if step == 0 else 0.0  # noqa: E731
+            curves.append(Curve(name, site, role, slopes.get(f"{name}__{site}".replace("<output>", "output"), default)))
+    return curves
+
+
+# ---------------------------------------------------------------- fits
+
+
+def test_slope_and_stderr_match_known_exponents_over_many_draws(tmp_path):
+    """400 independent fits with known slopes and log-normal noise: slopes are unbiased, the standard
+    error matches the sampling spread, and slope ± t·stderr covers the truth 95 % of the time."""
+    rng = np.random.default_rng(1)
+    truth = {f"layer{i}": float(b) for i, b in enumerate(rng.uniform(-1.5, 1.5, 400))}
+    curves = [Curve(name, "act_grad", "hidden", b, base=float(rng.uniform(0.01, 100))) for name, b in truth.items()]
+    run = write_run(tmp_path / "run", curves, steps=0, noise=0.3, seed=2)
+    fits = analyse(scan(run)).fits.filter(pl.col("site") == "act_grad")
+    assert fits.height == 400
+    error = fits["slope"].to_numpy() - np.array([truth[n] for n in fits["name"]])
+    stderr = fits["stderr"].to_numpy()
+    x = np.log2(np.repeat(WIDTHS, 3))
+    ideal_se = 0.3 / math.sqrt(((x - x.mean()) ** 2).sum())  # noise is 0.3 in log2 units
+    assert abs(error.mean()) < 4 * ideal_se / math.sqrt(400)
+    assert 0.85 < error.std() / ideal_se < 1.15
+    assert 0.9 < np.sqrt((stderr ** 2).mean()) / ideal_se < 1.1
+    coverage = (np.abs(error) <= T_975_DOF10 * stderr).mean()
+    assert 0.92 <= coverage <= 0.98, coverage
+    assert (fits["n"] == 12).all() and (fits["n_widths"] == 2).all()
+
+
+def test_fit_agrees_with_numpy_least_squares(tmp_path):
+    curves = [Curve("a", "act", "hidden", 0.7, base=3.0), Curve("b", "act", "hidden", -0.3, base=1e-4)]
+    run = write_run(tmp_path / "run", curves, steps=1, noise=0.5, seed=3)
+    rows = scan(run).collect()
+    fits = analyse(scan(run), widths=WIDTHS).fits
+    for (name, step), group in rows.group_by(["name", "step"]):
+        x, y = np.log2(group["width"].to_numpy()), np.log2(group["value"].to_numpy())
+        slope, intercept = np.polyfit(x - np.log2(WIDTHS).mean(), y, 1)
+        r2 = 1 - ((y - (slope * (x - np.log2(WIDTHS).mean()) + intercept)) ** 2).sum() / ((y - y.mean()) ** 2).sum()
+        row = fits.filter((pl.col("name") == name) & (pl.col("step") == step)).row(0, named=True)
+        assert row["slope"] == pytest.approx(slope, abs=1e-9)
+        assert row["intercept"] == pytest.approx(intercept, abs=1e-9)
+        assert row["r2"] == pytest.approx(r2, abs=1e-9)
+
+
+def test_zeros_are_skipped_and_act_delta_at_init_has_no_fit(tmp_path):
+    def one_zero(name: str, site: str, width: int, seed: int, step: int, value: float) -> float:
+        return 0.0 if (site == "act" and width == 128 and seed == 1 and step == 2) else value
+
+    run = write_run(tmp_path / "run", [Curve("h", "act", "hidden", 0.5), Curve("h", "act_delta", "hidden", 0.0)],
+                    patch=one_zero)
+    fits = analyse(scan(run)).fits
+    assert fits.filter((pl.col("site") == "act_delta") & (pl.col("step") == 0)).is_empty()
+    row = fits.filter((pl.col("site") == "act") & (pl.col("step") == 2)).row(0, named=True)
+    assert (row["n"], row["n_skipped"]) == (11, 1)
+    assert row["slope"] == pytest.approx(0.5, abs=1e-9) and row["verdict"] == "exploding"
+
+
+def test_non_finite_values_make_the_layer_diverged_at_its_first_width_and_step(tmp_path):
+    def blow_up(name: str, site: str, width: int, seed: int, step: int, value: float) -> float:
+        if name == "hidden.1" and site == "act" and ((step == 2 and width >= 256) or step == 3):
+            return math.nan if width == 256 else math.inf
+        return value
+
+    run = write_run(tmp_path / "run", mup_model(), patch=blow_up)
+    report = check_run(run)
+    assert not report.ok
+    (finding,) = [f for f in report.findings if f.verdict == "diverged"]
+    assert (finding.name, finding.site, finding.first_step, finding.first_width) == ("hidden.1", "act", 2, 256)
+    assert finding.severity == "error" and finding.rule == "diverged"
+    assert "width 256, step 2" in finding.hint
+    nonfinite = report.fits.filter(pl.col("n_nonfinite") > 0)
+    assert sorted(nonfinite["step"].to_list()) == [2, 3]  # recorded and flagged, never dropped
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def test_a_run_whose_only_deviation_is_t0_logits_shrinking_like_sqrt_width_passes(tmp_path):
+    report = check_run(write_run(tmp_path / "run", mup_model(), noise=0.05))
+    t0 = report.fits.filter((pl.col("name") == "<output>") & (pl.col("site") == "act") & (pl.col("step") == 0))
+    assert t0["slope"][0] == pytest.approx(-0.5, abs=0.1) and t0["judged"][0]
+    assert report.ok and report.findings == [] and report.regime == "μP-like"
+
+
+def test_output_shrinking_beyond_sqrt_width_fails(tmp_path):
+    report = check_run(write_run(tmp_path / "run", mup_model(output__act=-1.0, readout__act=-1.0)))
+    assert not report.ok
+    assert {f.name for f in report.errors} == {"<output>", "readout"}
+    assert {f.rule for f in report.errors} == {"output_mult_twice"}
+
+
+@pytest.mark.parametrize(("slope", "noise", "ok"), [(0.2, 0.02, True), (0.4, 0.02, False), (0.4, 1.0, True)])
+def test_tolerance_is_the_larger_of_absolute_and_sigma_stderr(tmp_path, slope, noise, ok):
+    """A small deviation passes; a clear one fails; the same deviation in a fit too noisy to tell passes."""
+    run = write_run(tmp_path / "run", mup_model(**{"hidden.0__act_delta": slope}), noise=noise, steps=1, seed=5)
+    layers = check_run(run).layers
+    row = layers.filter((pl.col("name") == "hidden.0") & (pl.col("site") == "act_delta")).row(0, named=True)
+    assert (row["severity"] == "ok") is ok
+    assert row["tolerance"] == pytest.approx(max(0.25, 3 * row["stderr"]))
+
+
+def test_sites_other_than_activations_are_shown_but_not_judged(tmp_path):
+    curves = [*mup_model(), Curve("hidden.0.weight", "param_update", "hidden", -1.0)]
+    report = check_run(write_run(tmp_path / "run", curves))
+    rows = report.fits.filter(pl.col("site") == "param_update")
+    assert rows.height == 4 and not rows["judged"].any() and rows["verdict"].is_null().all()
+    assert report.ok
+
+
+def test_overrides_change_expectation_tolerance_and_can_ignore(tmp_path):
+    run = write_run(tmp_path / "run", [*mup_model(**{"hidden.0__act_delta": 0.6}),
+                                       Curve("hidden.0.weight", "param_update", "hidden", -1.0)])
+    assert not check_run(run).ok
+    assert check_run(run, overrides=[Override("hidden.0", "act_delta", expected=(0.5, 0.7))]).ok
+    assert check_run(run, overrides=[Override("hidden.?", "act_delta", tolerance=0.7)]).ok
+    ignored = check_run(run, overrides=[Override("hidden.0", "*", ignore=True)])
+    assert ignored.ok and not ignored.fits.filter(pl.col("name") == "hidden.0")["judged"].any()
+    judged_update = check_run(run, overrides=[Override("*.weight", "param_update", expected=(0.0, 0.0))])
+    assert [(f.name, f.verdict) for f in judged_update.errors][-1] == ("hidden.0.weight", "vanishing")
+    later_wins = check_run(run, overrides=[Override("hidden.0", "act_delta", expected=(0.6, 0.6)),
+                                           Override("hidden.0", "act_delta", expected=(0.0, 0.0))])
+    assert not later_wins.ok
+
+
+# ---------------------------------------------------------------- diagnosis
+
+
+@pytest.mark.parametrize(("slopes", "optimizer", "rule", "layers", "regime"), [
+    ({"readout__act_delta": 1.0, "output__act_delta": 1.0}, "Adam", "readout_unscaled", {"readout", "<output>"},
+     "SP-like (exploding)"),
+    ({"hidden.0__act_delta": 0.8, "hidden.1__act_delta": 0.8}, "AdamW", "plain_adam", {"hidden.0", "hidden.1"},
+     "SP-like (exploding)"),
+    ({"hidden.0__act_delta": 0.8}, "SGD", "hidden_lr_unscaled", {"hidden.0"}, "SP-like (exploding)"),
+    ({"hidden.0__act_delta": -0.5, "hidden.1__act_delta": -0.5, "input__act_delta": -0.5}, "SGD", "ntk_lazy",
+     {"hidden.0", "hidden.1", "input"}, "NTK-like (lazy)"),
+    ({"input__act_delta": -0.5}, "Adam", "embedding_lr_scaled", {"input"}, "mixed"),
+    ({"hidden.0__act": 1.0, "hidden.1__act": 1.0}, "Adam", "sp_init_constant_std", {"hidden.0", "hidden.1"},
+     "SP-like (exploding)"),
+    ({"output__act_delta": -1.0, "readout__act_delta": -1.0}, "Adam", "output_mult_twice", {"readout", "<output>"},
+     "mixed"),
+])
+def test_rules_name_the_bug_the_slopes_show(tmp_path, slopes, optimizer, rule, layers, regime):
+    report = check_run(write_run(tmp_path / "run", mup_model(**slopes), optimizer=optimizer, noise=0.05))
+    assert not report.ok
+    (diagnosis,) = report.diagnoses
+    assert diagnosis.rule == rule and set(diagnosis.layers) == layers
+    assert all(f.rule == rule and f.hint == diagnosis.hint for f in report.findings)
+    assert report.regime == regime
+
+
+def test_attention_logits_growing_after_training_are_attn_sqrt_d(tmp_path):
+    curves = [*mup_model(), Curve("blocks.0.attn.attn_logits", "act", "attn_logits", lambda s: 0.0 if s == 0 else 0.5),
+              Curve("blocks.0.attn.attn_logits", "act_delta", "attn_logits", 0.5)]
+    report = check_run(write_run(tmp_path / "run", curves))
+    assert [d.rule for d in report.diagnoses] == ["attn_sqrt_d"]
+    assert {f.name for f in report.errors} == {"blocks.0.attn.attn_logits"}
+    assert "1/d_head" in report.findings[0].hint
+
+
+def test_attention_logits_not_shrinking_at_init_are_attn_sqrt_d_unless_heads_grow(tmp_path):
+    """Under 1/d the init logits are d_head random products over d_head: slope -0.5; 1/√d gives 0."""
+    curves = [*mup_model(), Curve("blocks.0.attn.attn_logits", "act", "attn_logits", 0.0)]
+    run = write_run(tmp_path / "run", curves)
+    report = check_run(run)
+    assert [(f.name, f.step, f.rule) for f in report.errors] == [("blocks.0.attn.attn_logits", 0, "attn_sqrt_d")]
+    meta = read_meta(run)
+    meta["layers"]["blocks.0.attn.attn_logits"]["scaling_dims"] = [False, True, False, False]  # heads grow
+    write_meta(run, meta)
+    assert check_run(run).ok
+
+
+def test_attention_logits_decaying_early_like_sqrt_d_are_expected(tmp_path):
+    curves = [*mup_model(), Curve("blocks.0.attn.attn_logits", "act", "attn_logits", -0.5),
+              Curve("blocks.0.attn.attn_logits", "act_delta", "attn_logits", -0.4)]
+    assert check_run(write_run(tmp_path / "run", curves)).ok
+
+
+def test_hidden_growth_at_init_only_is_a_warning_not_a_failure(tmp_path):
+    run = write_run(tmp_path / "run", mup_model(**{"hidden.0__act": lambda s: 1.0 if s == 0 else 0.0}))
+    report = check_run(run)
+    assert report.ok
+    (finding,) = report.findings
+    assert (finding.severity, finding.step, finding.judged, finding.rule) == ("warning", 0, False,
+                                                                               "sp_init_constant_std")
+
+
+def test_analysis_stays_vectorised(tmp_path):
+    """Guards against a per-group Python loop creeping in: 100k rows must take well under a second even
+    on a loaded machine (the 1M-row figure is benchmarks/analysis_speed.py's job)."""
+    import time
+
+    curves = [Curve(f"l{i}", site, "hidden", 0.0) for i in range(200) for site in ("act", "act_delta", "act_grad")]
+    run = write_run(tmp_path / "run", curves, steps=13, seeds=(0, 1))  # 600 × 14 × 8 = 67,200 rows
+    start = time.perf_counter()
+    report = check_run(run, tolerance=Tolerance())
+    assert time.perf_counter() - start < 1.5
+    assert report.fits.height == 600 * 14 - 200
