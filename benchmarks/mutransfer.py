@@ -4,9 +4,11 @@ at several widths on the stdlib character corpus, in SP and in μP, and compare 
     python benchmarks/mutransfer.py                       # 2 worker processes, the grid below
     python benchmarks/mutransfer.py --workers 4 --steps 300 --seeds 2 --out /tmp/mutransfer
 
-Prints, per parametrization, the optimal log2 LR per width (parabola-refined) and the drift (slope of the
-optimum against log2 width). Targets (issue 5): μP drift within ±0.25 log2 per doubling of width, SP drift
-−0.5 or below, the whole benchmark within 10 minutes on 2 cores.
+The grid defaults to the sweep specs' own (``coordscope.sample_models.sweeps.SWEEP_DEFAULTS``: widths
+32..256, LRs 2^-11..2^-4, 200 steps, one seed). Prints, per parametrization, the optimal log2 LR per width
+(parabola-refined) and the drift (slope of the optimum against log2 width). Targets (issue 5): μP drift
+within ±0.25 log2 per doubling of width, SP drift −0.5 or below, the whole benchmark within 10 minutes
+on 2 cores.
 """
 
 from __future__ import annotations
@@ -17,18 +19,17 @@ import time
 from pathlib import Path
 
 from coordscope.lrsweep import analyse_sweep, sweep
-
-WIDTHS = [32, 64, 128, 256]
-LRS = [2.0**e for e in range(-12, -3)]
+from coordscope.sample_models.sweeps import SWEEP_DEFAULTS
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--widths", type=lambda t: [int(w) for w in t.split(",")], default=WIDTHS)
-    parser.add_argument("--log2-lrs", type=lambda t: [2.0 ** float(e) for e in t.split(",")], default=LRS,
-                        dest="lrs", help="comma list of log2 learning rates (default -12..-4)")
-    parser.add_argument("--steps", type=int, default=200)
-    parser.add_argument("--seeds", type=int, default=1)
+    parser.add_argument("--widths", type=lambda t: [int(w) for w in t.split(",")],
+                        default=SWEEP_DEFAULTS["widths"])
+    parser.add_argument("--log2-lrs", type=lambda t: [2.0 ** float(e) for e in t.split(",")], dest="lrs",
+                        default=SWEEP_DEFAULTS["lrs"], help="comma list of log2 learning rates (default -11..-4)")
+    parser.add_argument("--steps", type=int, default=SWEEP_DEFAULTS["steps"])
+    parser.add_argument("--seeds", type=int, default=SWEEP_DEFAULTS["seeds"])
     parser.add_argument("--executor", default="processes")
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--metric", default="heldout", choices=["heldout", "train"])

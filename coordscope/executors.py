@@ -34,6 +34,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 EXECUTORS = ("inline", "processes", "ray")
+Outcome = tuple[int, bool, Any]  # (item index, succeeded, result or exception)
 
 
 class WorkerDied(RuntimeError):
@@ -53,9 +54,11 @@ def execute(fn: Callable[[T], R], items: Iterable[T], *, executor: str = "inline
         raise ConfigError(f"unknown executor {executor!r} (choose from {', '.join(EXECUTORS)})")
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise ConfigError(f"workers must be a positive integer, got {workers!r}")
+    if not jobs:
+        return []
     if executor != "inline":
         _check_portable(jobs, executor)
-    n_workers = max(1, min(workers or os.cpu_count() or 1, len(jobs) or 1))
+    n_workers = workers or os.cpu_count() or 1
     run = {"inline": _inline, "processes": _processes, "ray": _ray}[executor]
     results: dict[int, Any] = {}
     errors: dict[int, BaseException] = {}
@@ -71,16 +74,13 @@ def execute(fn: Callable[[T], R], items: Iterable[T], *, executor: str = "inline
     return [results[i] for i in range(len(jobs))]
 
 
-Outcome = tuple[int, bool, Any]  # (item index, succeeded, result or exception)
-
-
 def _check_portable(items: Sequence[Any], executor: str) -> None:
     """Refuse Spec objects bound for another process: they hold closures, and workers re-import by ref."""
     from coordscope.spec import Spec
 
     for item in items:
-        values = [getattr(item, f.name) for f in dataclasses.fields(item)] if dataclasses.is_dataclass(item) \
-            else [item]
+        fields = dataclasses.fields(item) if dataclasses.is_dataclass(item) else ()
+        values = [item, *(getattr(item, f.name) for f in fields)]
         if any(isinstance(v, Spec) for v in values):
             raise ConfigError(f"executor {executor!r} needs a spec that workers can import: pass a file, module, "
                               "module:attr or sample name instead of a Spec object")
@@ -147,7 +147,7 @@ def _processes(fn: Callable[[Any], Any], items: Sequence[Any], n_workers: int) -
             del running[conn]
 
     try:
-        for _ in range(n_workers):
+        for _ in range(min(n_workers, len(items))):
             start()
         while running:
             for conn in wait(list(running)):
@@ -184,15 +184,19 @@ def _ray_call(fn: Callable[[Any], Any], item: Any) -> Any:
 
 def _ray(fn: Callable[[Any], Any], items: Sequence[Any], n_workers: int) -> Iterable[Outcome]:
     """Run the items as Ray tasks of one CPU each, on the connected cluster or a local instance started
-    here with ``n_workers`` CPUs (left running for later calls in this process; Ray shuts it down at exit).
-    Tasks are not retried: a job that kills its worker fails, as with ``processes``."""
+    here with ``n_workers`` CPUs and this process's import path (left running for later calls in this
+    process; Ray shuts it down at exit). Tasks are not retried: a job that kills its worker fails, as
+    with ``processes``."""
     try:
         import ray
     except ImportError:
         raise ConfigError("the ray executor needs Ray: pip install 'coordscope[ray]'") from None
     if not ray.is_initialized():
+        # Workers of a local instance see this process's import path, so that specs importable here
+        # (a module next to the working directory, a test module) are importable there too.
+        path = os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path)
         ray.init(num_cpus=n_workers, include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1", "PYTHONPATH": path}})
     task = ray.remote(num_cpus=1, max_retries=0)(_ray_call)
     refs = {task.remote(fn, item): index for index, item in enumerate(items)}
     remaining = list(refs)

@@ -34,6 +34,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from coordscope.errors import ConfigError, SpecError, StoreError
+from coordscope.job import _loss as checked_loss
 from coordscope.job import seed_everything, to_device
 from coordscope.plan import check_lr, check_seeds, check_steps, check_widths
 from coordscope.spec import Spec, build_model, load_spec
@@ -135,7 +136,7 @@ def train_job(job: SweepJob) -> str:
         except StopIteration:
             raise SpecError(f"spec {spec.ref!r}: batches() ran out after {step} batches; a sweep of "
                             f"{job.steps} steps needs that many (make it endless)") from None
-        loss = spec.compute_loss(model, batch)
+        loss = checked_loss(spec, model, batch, job.width, step)
         losses.append(float(loss.detach()))
         if not math.isfinite(losses[-1]):
             break
@@ -147,8 +148,8 @@ def train_job(job: SweepJob) -> str:
     if not diverged:
         model.eval()
         with torch.no_grad():
-            values = [float(spec.compute_loss(model, to_device(b, job.device, torch.float32)))
-                      for b in _heldout_batches(spec, stream, job.eval_batches)]
+            values = [float(checked_loss(spec, model, to_device(b, job.device, torch.float32), job.width,
+                                         job.steps)) for b in _heldout_batches(spec, stream, job.eval_batches)]
         heldout = float(np.mean(values))
         diverged = not math.isfinite(heldout)
     n = len(losses) + 1

@@ -172,7 +172,7 @@ def coord_check_figure(bands: pl.DataFrame, fits: pl.DataFrame | None = None, *,
     rows, cols = _panel_grid(len(shown))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"step {s}" for s in shown],
                         horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.1)
-    by_key = bands.partition_by("name", "step", as_dict=True)
+    by_key = bands.filter(pl.col("step").is_in(shown)).partition_by("name", "step", as_dict=True)
     traces: list[go.Scatter] = []
     places: list[tuple[int, int]] = []
     calm = iter(CALM * (len(names) // len(CALM) + 1))
@@ -369,10 +369,9 @@ def compare_figure(bands_a: pl.DataFrame, bands_b: pl.DataFrame, fits_a: pl.Data
         traces.append(go.Scatter(x=[None], y=[None], mode="lines", name=label, legendgroup=label,
                                  line={"color": colour, "dash": dash, "width": 2}))
         places.append((1, 1))
-        groups = bands.filter(pl.col("mean").is_not_null()).partition_by("name", "step", as_dict=True)
+        drawn = bands.filter(pl.col("mean").is_not_null() & pl.col("step").is_in(shown))
+        groups = drawn.partition_by("name", "step", as_dict=True)
         for (name, step), part in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
-            if step not in shown:
-                continue
             violating = (str(name), int(step)) in bad
             traces.append(go.Scatter(
                 x=part["width"].cast(pl.Float64).to_list(), y=part["mean"].to_list(), mode="lines+markers",

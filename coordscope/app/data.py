@@ -152,7 +152,7 @@ def bands(run_dir: Path, key: Stamp, site: str, probe: str) -> pl.DataFrame:
 def report(run_dir: Path, key: Stamp, probe: str) -> tuple[Report | None, str | None]:
     """The check's verdicts for one probe, or why there are none (too few widths yet, a damaged shard):
     ``(report, None)`` or ``(None, message)``. Runs still being written are judged on what is there."""
-    from coordscope.check import check_run
+    from coordscope.checking import check_run
 
     try:
         return check_run(run_dir, allow_incomplete=True, probe=probe), None

@@ -49,12 +49,18 @@ def main() -> None:
     """
 
 
+from coordscope.cli.app import app  # noqa: E402
 from coordscope.cli.check import check  # noqa: E402
+from coordscope.cli.demo import demo  # noqa: E402
+from coordscope.cli.report import report  # noqa: E402
 from coordscope.cli.run import run  # noqa: E402
 from coordscope.cli.samples import samples  # noqa: E402
 from coordscope.cli.sweep import sweep  # noqa: E402
 
+main.add_command(app)
 main.add_command(check)
+main.add_command(demo)
+main.add_command(report)
 main.add_command(run)
 main.add_command(samples)
 main.add_command(sweep)

@@ -30,9 +30,10 @@ SAMPLES: dict[str, Sample] = {
     "mlp-sp": Sample("coordscope.sample_models.mlp:SP", "MLP, standard parametrization, Adam", "fail", "readout"),
     "mlp-ntk": Sample("coordscope.sample_models.mlp:NTK", "MLP, NTK parametrization, SGD (lazy)", "fail", "hidden"),
     "gpt-mup-sweep": Sample("coordscope.sample_models.sweeps:MUP", "GPT, μP, on the stdlib corpus (LR sweeps)", "pass"),
-    "gpt-sp-sweep": Sample("coordscope.sample_models.sweeps:SP", "GPT, SP, on the stdlib corpus (LR sweeps)", "fail"),
+    "gpt-sp-sweep": Sample("coordscope.sample_models.sweeps:SP", "GPT, SP, on the stdlib corpus (LR sweeps)", "fail",
+                           "mlp.c_proj"),
     "gpt-mup": Sample(f"{_GPT}:MUP", "GPT decoder, μP, Adam (TP5 Table 3, 1/d attention)", "pass"),
-    "gpt-sp": Sample(f"{_GPT}:SP", "GPT decoder, standard parametrization, Adam", "fail", "lm_head"),
+    "gpt-sp": Sample(f"{_GPT}:SP", "GPT decoder, standard parametrization, Adam", "fail", "mlp.c_proj"),
     "gpt-sp-gpt2-init": Sample(f"{_GPT}:SP_GPT2_INIT", "GPT decoder, SP with GPT-2's constant init std 0.02",
                                "fail", "mlp.c_proj", "sp_init_constant_std"),
     "gpt-bug-plain-adam": Sample(f"{_GPT}:BUG_PLAIN_ADAM", "GPT, μP trained with plain Adam (hidden LR not / m)",
@@ -47,8 +48,8 @@ SAMPLES: dict[str, Sample] = {
                                    "fail", "wte", "embedding_lr_scaled"),
     "cnn-mup": Sample(f"{_CNN}:MUP", "CNN (channels = width), μP, Adam", "pass"),
     "cnn-sp": Sample(f"{_CNN}:SP", "CNN (channels = width), standard parametrization, Adam", "fail", "convs"),
-    "hf-tied-mup": Sample("coordscope.sample_models.hf_style:MUP", "HF-style LM (dict batch, returns .loss, tied "
-                          "embeddings, buffer, frozen parameter), μP, Adam", "pass"),
     "cnn-bug-plain-adam": Sample(f"{_CNN}:BUG_PLAIN_ADAM", "CNN, μP trained with plain Adam", "fail", "convs",
                                  "plain_adam"),
+    "hf-tied-mup": Sample("coordscope.sample_models.hf_style:MUP", "HF-style LM (dict batch, returns .loss, tied "
+                          "embeddings, buffer, frozen parameter), μP, Adam", "pass"),
 }

@@ -62,7 +62,8 @@ def build(width: int, parametrization: str) -> CNN:
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             nn.init.normal_(module.weight, std=module.weight[0].numel() ** -0.5)  # 1/sqrt(fan_in)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
     if parametrization == "mup":
         nn.init.normal_(model.readout.weight, std=READOUT_STD)
     return model

@@ -50,12 +50,13 @@ from coordscope.spec import Spec
 VOCAB = 128
 SEQ_LEN = 32
 N_LAYER = 2
-N_HEAD = 2
+N_HEAD = 2  # d_head = width/2: with 4 heads (d_head 16..128) the 1/√d bug's signal fell to ≈ +0.35
 BASE_WIDTH = 64
 READOUT_STD = 0.1 * BASE_WIDTH**-0.5
 GPT2_STD = 0.02
 ALPHABET = b"ACGT"
-CHECK_BATCH = (8, 16)
+CHECK_BATCH = (8, 16)  # (sequences, length) of the coord-check batch
+LR = 0.03  # base Adam learning rate of the samples: large enough that 5 steps show a clear signal
 BUGS = ("plain_adam", "readout_unscaled", "output_mult_twice", "attn_sqrt_d", "embedding_lr_scaled",
         "constant_std")
 PARAMETRIZATIONS = ("sp", "mup")
@@ -156,6 +157,8 @@ class Block(nn.Module):
 class GPT(nn.Module):
     """Token and position embeddings → ``n_layer`` blocks → LayerNorm → readout."""
 
+    positions: torch.Tensor
+
     def __init__(self, config: GPTConfig) -> None:
         super().__init__()
         self.config = config
@@ -231,8 +234,6 @@ def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         tokens = alphabet[torch.randint(0, len(alphabet), (batch, length + 1))]
         yield tokens[:, :-1], tokens[:, 1:]
 
-
-LR = 0.03  # base Adam learning rate of the samples: large enough that 5 steps show a clear signal
 
 
 def make_spec(parametrization: str, lr: float = LR, bugs: Iterable[str] = (), name: str = "") -> Spec:

@@ -5,12 +5,14 @@ What makes it "HF-style", each a thing a coordinate-check tool has to cope with:
 * ``forward(input_ids, labels)`` takes a **dict batch** (``model(**batch)``) and returns an object with
   ``.loss`` and ``.logits`` — no ``loss()`` in the spec; coordscope uses ``.loss`` and records ``.logits``
   as ``<output>``;
-* **tied input/output embeddings**: ``lm_head.weight is wte.weight``, as ``tie_weights()`` does;
+* **tied input/output embeddings**: ``lm_head.weight is wte.weight``, as ``tie_weights()`` does (the
+  readout keeps its own bias, as BERT's does);
 * a **registered buffer** (``positions``) and a **frozen parameter** (a sinusoidal position table with
   ``requires_grad=False``), which are recorded as they are and never trained.
 
 μP with tied embeddings follows ``mup.MuSharedReadout``: the shared matrix has one dimension that grows, so
-Adam trains it at the base LR η (like an embedding), and the readout multiplies its output by 1/m. The
+Adam trains it at the base LR η (like an embedding), and the readout multiplies its output by 1/m inside
+the module, so ``lm_head``'s recorded output is the logits the loss sees. The
 hidden blocks are :class:`coordscope.sample_models.gpt.Block` with μP's 1/d attention, at LR η/m. The
 embedding starts at std :data:`EMBED_STD` (any width-independent constant is μP): small, because as the
 readout it must not let the random initial matrix dominate the logits' change (see ``gpt.py``).
@@ -27,10 +29,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from coordscope.sample_models import gpt
+from coordscope.sample_models.mlp import Readout
 from coordscope.spec import Spec
 
 N_LAYER = 1
-EMBED_STD = 0.1
+EMBED_STD = 0.02  # GPT-2's embedding std; see the module docstring for why small
 LR = gpt.LR
 
 
@@ -55,6 +58,8 @@ def sinusoidal(length: int, width: int) -> torch.Tensor:
 class TiedLM(nn.Module):
     """Token embedding + frozen sinusoidal positions → ``N_LAYER`` GPT blocks → LayerNorm → tied readout."""
 
+    positions: torch.Tensor
+
     def __init__(self, config: gpt.GPTConfig) -> None:
         super().__init__()
         self.config = config
@@ -63,19 +68,19 @@ class TiedLM(nn.Module):
         self.register_buffer("positions", torch.arange(config.seq_len))
         self.blocks = nn.ModuleList(gpt.Block(config) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.width)
-        self.lm_head = nn.Linear(config.width, config.vocab, bias=False)
+        self.lm_head = Readout(config.width, config.vocab, config.output_mult)
         self.lm_head.weight = self.wte.weight  # tied, as Hugging Face's tie_weights() does
-        self.output_mult = 1.0 / config.m
         for module in self.blocks.modules():
             if isinstance(module, nn.Linear):
                 nn.init.normal_(module.weight, std=module.in_features**-0.5)
         nn.init.normal_(self.wte.weight, std=EMBED_STD)
+        nn.init.zeros_(self.lm_head.bias)
 
     def forward(self, input_ids: torch.Tensor, labels: torch.Tensor | None = None) -> CausalLMOutput:
         x = self.wte(input_ids) + self.pos[self.positions[: input_ids.shape[1]]]
         for block in self.blocks:
             x = block(x)
-        logits = self.lm_head(self.ln_f(x)) * self.output_mult
+        logits = self.lm_head(self.ln_f(x))
         loss = None
         if labels is not None:
             loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))

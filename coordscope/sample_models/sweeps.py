@@ -23,7 +23,7 @@ from coordscope.spec import Spec
 BATCH = 16
 SEQ_LEN = gpt.SEQ_LEN
 HELDOUT_SEED = 1234  # every job is scored on the same held-out windows
-SWEEP_DEFAULTS = {"widths": [32, 64, 128, 256], "lrs": [2.0**e for e in range(-12, -3)], "steps": 200,
+SWEEP_DEFAULTS = {"widths": [32, 64, 128, 256], "lrs": [2.0**e for e in range(-11, -3)], "steps": 200,
                   "seeds": 1}
 
 
@@ -37,11 +37,29 @@ def heldout() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     return corpus.batches("heldout", BATCH, SEQ_LEN, seed=HELDOUT_SEED)
 
 
+def zero_readout_and_queries(model: gpt.GPT) -> gpt.GPT:
+    """TP5's recipe for μTransfer (App. D.2): zero-initialise the readout and the query projections.
+
+    Then the logits and attention scores at initialisation are exactly 0 at every width, instead of
+    random values whose size changes with width (the readout's 1/m multiplier, 1/d_head attention): a
+    finite-width effect that otherwise nudges the optimal learning rate of small models upwards with width
+    (see ``benchmarks/mutransfer.py``).
+    """
+    with torch.no_grad():
+        model.lm_head.weight.zero_()
+        for module in model.modules():
+            if isinstance(module, gpt.CausalSelfAttention):  # q, k, v are stacked in c_attn
+                module.c_attn.weight[: model.config.width].zero_()
+    return model
+
+
 def make_sweep_spec(parametrization: str) -> Spec:
-    """The GPT sample in ``parametrization`` (``sp`` or ``mup``) with Adam, on the corpus."""
+    """The GPT sample in ``parametrization`` (``sp`` or ``mup``) with Adam, on the corpus; μP with TP5's
+    zero-initialised readout and queries, SP as is."""
 
     def model(width: int) -> torch.nn.Module:
-        return gpt.build(width, parametrization)
+        net = gpt.build(width, parametrization)
+        return zero_readout_and_queries(net) if parametrization == "mup" else net
 
     return Spec(
         model=model,

@@ -1,0 +1,47 @@
+"""Slopes: the fitted exponent of width for every layer and step, coloured by verdict, beside the findings
+with their likely causes and fixes."""
+
+import polars as pl
+import streamlit as st
+
+from coordscope import plots
+from coordscope.app import data, ui
+
+st.title("Slopes")
+entry = ui.pick_run("coordcheck")
+opened = ui.open_run(entry) if entry is not None else None
+if entry is None or opened is None:
+    st.stop()
+key, run = opened
+probe = ui.choose("Probe", run.probes, "rms", key="sl-probe")
+report, why = data.report(entry.path, key, probe)
+ui.verdict_banner(report, why)
+if report is None:
+    st.stop()
+fit_sites = sorted(report.fits["site"].unique().to_list())
+judged_sites = sorted(report.fits.filter(pl.col("judged"))["site"].unique().to_list())
+sites = st.sidebar.multiselect("Sites", fit_sites, default=judged_sites or fit_sites, key="sl-sites")
+fits = report.fits.filter(pl.col("site").is_in(sites))
+left, right = st.columns([1, 1])
+with left:
+    st.plotly_chart(plots.slope_heatmap(fits, order=run.names, title="slope of log2(size) per doubling of width"),
+                    key="slopes")
+with right:
+    st.subheader("Findings")
+    if report.findings:
+        st.dataframe(
+            pl.DataFrame([{"": plots.WARN if f.severity == "error" else "", "layer": f.name, "site": f.site,
+                           "step": f.step, "slope": f.slope, "±": f.stderr, "verdict": f.verdict, "hint": f.hint}
+                          for f in report.findings]),
+            hide_index=True, key="findings",
+            column_config={"slope": st.column_config.NumberColumn(format="%+.2f", width="small"),
+                           "±": st.column_config.NumberColumn(format="%.2f", width="small"),
+                           "step": st.column_config.NumberColumn(width="small"),
+                           "": st.column_config.TextColumn(width="small"),
+                           "hint": st.column_config.TextColumn(width="large")},
+        )
+    else:
+        st.success("No findings: every judged layer is within tolerance.")
+    for diagnosis in report.diagnoses:
+        st.markdown(f"**{diagnosis.title}** (`{diagnosis.rule}`): {', '.join(diagnosis.layers)}  \n"
+                    f"fix: {diagnosis.hint}")

@@ -1,0 +1,227 @@
+"""Every page of the Streamlit dashboard through Streamlit's AppTest, on real recorded runs: the figures'
+data (traces, axis types, highlighted layers), the verdicts, damaged files, runs still being written, and
+that nothing outside the runs root can be reached."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from streamlit.testing.v1 import AppTest
+
+import coordscope.app
+from coordscope import plots
+from coordscope.app.data import ROOT_ENV
+from coordscope.cli import main
+from coordscope.cli.app import LOCALHOST, streamlit_command
+from coordscope.lrsweep import sweep
+from coordscope.store import read_meta, shard_paths, write_meta
+
+MAIN = str(Path(coordscope.app.__file__).parent / "main.py")
+TIMEOUT = 120  # seconds per script run: generous, the test machines are small and shared
+
+
+@pytest.fixture(scope="module")
+def root(mlp_runs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A runs root with copies of the SP and μP MLP runs and a tiny real LR sweep."""
+    root = tmp_path_factory.mktemp("app-root")
+    for name in ("mlp-sp", "mlp-mup"):
+        shutil.copytree(mlp_runs[name], root / name)
+    sweep("mlp-mup", widths=[32, 64], lrs=[2.0**-10, 2.0**-7, 2.0**-4], steps=4, seeds=1, out=root / "sweep",
+          eval_batches=1)
+    return root
+
+
+def _app(monkeypatch: pytest.MonkeyPatch, root: Path, page: str | None = None, **query: str) -> AppTest:
+    monkeypatch.setenv(ROOT_ENV, str(root))
+    at = AppTest.from_file(MAIN, default_timeout=TIMEOUT)
+    at.query_params.update(query)
+    at.run()
+    if page is not None:
+        at.switch_page(f"views/{page}.py").run()
+    assert not at.exception, [e.message for e in at.exception]
+    return at
+
+
+def _figures(at: AppTest) -> list[dict[str, Any]]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _lines(figure: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in figure["data"] if t.get("meta")]
+
+
+def _axes(figure: dict[str, Any]) -> list[dict[str, Any]]:
+    return [v for k, v in figure["layout"].items() if k.startswith(("xaxis", "yaxis"))]
+
+
+def test_coord_check_page_marks_the_sp_run_s_violating_layers(monkeypatch, root) -> None:
+    at = _app(monkeypatch, root, run="mlp-sp")
+    assert at.sidebar.selectbox(key="run-coordcheck").value == "mlp-sp"
+    assert at.selectbox(key="cc-site").value == "act_delta" and at.selectbox(key="cc-probe").value == "rms"
+    assert at.error[0].value.startswith("FAIL") and "hidden.0 (act_delta)" in at.error[0].value
+    (figure,) = _figures(at)
+    assert all(axis["type"] == "log" for axis in _axes(figure))
+    assert [a["text"] for a in figure["layout"]["annotations"]] == [f"step {s}" for s in range(1, 6)]
+    flagged = {t["meta"]["layer"] for t in _lines(figure) if t["meta"]["violating"]}
+    assert {"hidden.0", "hidden.1", "readout", "<output>"} <= flagged and "input" not in flagged
+    assert {t["name"] for t in _lines(figure) if t["meta"]["violating"]} == {f"{plots.WARN} {n}" for n in flagged}
+    assert plots.WARN in at.caption[-1].value
+
+
+def test_coord_check_page_shows_the_mup_run_flat_and_unmarked(monkeypatch, root) -> None:
+    at = _app(monkeypatch, root, run="mlp-mup")
+    assert at.success[0].value.startswith("PASS")
+    (figure,) = _figures(at)
+    lines = _lines(figure)
+    assert {t["meta"]["layer"] for t in lines} == {"input", "hidden.0", "hidden.1", "readout", "<output>"}
+    assert not any(t["meta"]["violating"] for t in lines)
+    assert not any(t.get("name", "").startswith(plots.WARN) for t in figure["data"])
+
+
+def test_coord_check_filters_site_role_layer_and_step(monkeypatch, root) -> None:
+    at = _app(monkeypatch, root, run="mlp-sp")
+    at.selectbox(key="cc-site").set_value("act").run()
+    at.multiselect(key="cc-roles").set_value(["hidden"]).run()
+    assert at.multiselect(key="cc-layers").value == ["hidden.0", "hidden.1"]
+    at.multiselect(key="cc-layers").set_value(["hidden.1"]).run()
+    at.multiselect(key="cc-steps").set_value([0, 3]).run()
+    (figure,) = _figures(at)
+    assert {(t["meta"]["layer"], t["meta"]["step"]) for t in _lines(figure)} == {("hidden.1", 0), ("hidden.1", 3)}
+    assert [a["text"] for a in figure["layout"]["annotations"]] == ["step 0", "step 3"]
+    assert "rms(act)" in figure["layout"]["title"]["text"]
+
+
+def test_slopes_page_colours_slopes_by_verdict_beside_the_findings(monkeypatch, root) -> None:
+    at = _app(monkeypatch, root, "slopes", run="mlp-sp")
+    (figure,) = _figures(at)
+    heatmap = figure["data"][0]
+    assert heatmap["type"] == "heatmap"
+    assert {label.split(" · ")[1] for label in heatmap["y"]} == {"act", "act_delta"}
+    verdicts = list(plots.VERDICT_COLOURS)
+    row = heatmap["y"].index("hidden.0 · act_delta")
+    assert verdicts[heatmap["z"][row][heatmap["x"].index("1")]] == "exploding"
+    findings = at.dataframe[0].value
+    assert "hidden.0" in set(findings["layer"]) and findings["hint"].str.len().min() > 0
+    assert at.markdown, "the diagnoses are listed"
+    at.multiselect(key="sl-sites").set_value(["param_update"]).run()
+    (figure,) = _figures(at)
+    assert {label.split(" · ")[1] for label in figure["data"][0]["y"]} == {"param_update"}
+
+
+def test_slopes_page_of_the_mup_run_has_no_findings(monkeypatch, root) -> None:
+    at = _app(monkeypatch, root, "slopes", run="mlp-mup")
+    assert any("No findings" in s.value for s in at.success)
+    heatmap = _figures(at)[0]["data"][0]
+    verdicts = list(plots.VERDICT_COLOURS)
+    assert {verdicts[z] for row in heatmap["z"] for z in row if z is not None} <= {"flat", "not judged"}
+
+
+def test_lr_sweep_page_draws_one_curve_per_width_and_the_optima(monkeypatch, root) -> None:
+    at = _app(monkeypatch, root, "lr_sweep")
+    assert at.sidebar.selectbox(key="run-lrsweep").options == ["sweep"]
+    (figure,) = _figures(at)
+    names = [t.get("name") for t in figure["data"]]
+    assert "width 32" in names and "width 64" in names and "optimum" in names
+    assert figure["layout"]["xaxis"]["type"] == "log"
+    banner = (at.success or at.error)[0].value
+    assert banner.startswith(("TRANSFERS", "DOES NOT TRANSFER")) and "drift" in banner
+    assert list(at.dataframe[0].value["width"]) == [32, 64]
+
+
+def test_compare_page_overlays_two_runs_with_their_metadata(monkeypatch, root) -> None:
+    at = _app(monkeypatch, root, "compare", run="mlp-sp")
+    assert at.sidebar.selectbox(key="cmp-b").value == "mlp-mup"
+    (figure,) = _figures(at)
+    lines = _lines(figure)
+    assert {t["meta"]["run"] for t in lines} == {"mlp-sp", "mlp-mup"}
+    assert any(t["meta"]["violating"] for t in lines if t["meta"]["run"] == "mlp-sp")
+    assert not any(t["meta"]["violating"] for t in lines if t["meta"]["run"] == "mlp-mup")
+    meta = at.dataframe[0].value
+    assert list(meta.columns) == ["setting", "mlp-sp", "mlp-mup"]
+    assert meta.set_index("setting").loc["spec"].tolist() == ["mlp-sp", "mlp-mup"]
+
+
+def test_a_damaged_shard_is_named_and_the_rest_still_shows(monkeypatch, root, tmp_path) -> None:
+    shutil.copytree(root / "mlp-sp", tmp_path / "mlp-sp")
+    damaged = shard_paths(tmp_path / "mlp-sp")[0]
+    damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+    at = _app(monkeypatch, tmp_path)
+    problems = [e.value for e in at.error if "damaged" in e.value]
+    assert len(problems) == 1 and damaged.name in problems[0]
+    (figure,) = _figures(at)
+    assert _lines(figure), "the figure is drawn from the other shards"
+
+
+def test_a_damaged_meta_is_named_and_the_other_runs_still_show(monkeypatch, root, tmp_path) -> None:
+    shutil.copytree(root / "mlp-mup", tmp_path / "mlp-mup")
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "meta.json").write_text("{not json")
+    at = _app(monkeypatch, tmp_path)
+    assert any("broken" in e.value and "meta.json" in e.value and "not valid JSON" in e.value for e in at.sidebar.error)
+    assert at.sidebar.selectbox(key="run-coordcheck").options == ["mlp-mup"]
+    assert _lines(_figures(at)[0])
+
+
+def test_a_run_still_being_written_is_shown_with_what_is_there(monkeypatch, root, tmp_path) -> None:
+    run = tmp_path / "live"
+    shutil.copytree(root / "mlp-sp", run)
+    for shard in shard_paths(run):
+        if "-w512-" in shard.name:
+            shard.rename(run / f".{shard.name}.123.tmp")  # as a job that is still writing leaves it
+    write_meta(run, {**read_meta(run), "status": "running"})
+    at = _app(monkeypatch, tmp_path)
+    assert any("'running'" in w.value and "9 of 12 jobs" in w.value for w in at.warning)
+    (figure,) = _figures(at)
+    assert figure["layout"]["xaxis"]["tickvals"] == [64, 128, 256]
+    # the last job lands: the next rerun reads it (the cache is keyed on the shards on disk)
+    for tmp in run.glob(".shard-*.tmp"):
+        tmp.rename(run / tmp.name[1:].rsplit(".", 2)[0])
+    write_meta(run, {**read_meta(run), "status": "complete"})
+    at.run()
+    assert not at.warning
+    assert _figures(at)[0]["layout"]["xaxis"]["tickvals"] == [64, 128, 256, 512]
+
+
+def test_nothing_outside_the_runs_root_is_reachable(monkeypatch, root, tmp_path) -> None:
+    inside = tmp_path / "root"
+    inside.mkdir()
+    shutil.copytree(root / "mlp-mup", inside / "mlp-mup")
+    outside = tmp_path / "secret-run"
+    shutil.copytree(root / "mlp-sp", outside)
+    (inside / "escape").symlink_to(outside, target_is_directory=True)
+    for attempt in ("../secret-run", str(outside), "escape", "mlp-mup/../../secret-run"):
+        at = _app(monkeypatch, inside, run=attempt)
+        select = at.sidebar.selectbox(key="run-coordcheck")
+        assert select.options == ["mlp-mup"] and select.value == "mlp-mup"
+        assert any("Ignored ?run=" in w.value for w in at.sidebar.warning)
+        assert str(outside) not in json.dumps(_figures(at)) and not any(str(outside) in c.value for c in at.caption)
+
+
+def test_app_command_refuses_a_missing_runs_directory(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["app", str(tmp_path / "nope")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_app_command_serves_on_localhost_by_default(tmp_path) -> None:
+    command = streamlit_command(tmp_path, port=8999, host=LOCALHOST)
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    assert command[-2:] == ["--root", str(tmp_path)]
+    assert Path(command[command.index("run") + 1]) == Path(MAIN).resolve()
+
+
+def test_demo_records_sp_and_mup_and_keeps_complete_runs(tmp_path) -> None:
+    argv = ["demo", "--runs", str(tmp_path), "--no-app", "--no-sweep"]
+    first = CliRunner().invoke(main, argv)
+    assert first.exit_code == 0, first.output
+    assert "mlp-sp: FAIL · regime SP-like" in first.output and "mlp-mup: PASS · regime μP-like" in first.output
+    assert {p.name for p in tmp_path.iterdir()} == {"mlp-sp", "mlp-mup"}
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/shard-*.parquet")}
+    second = CliRunner().invoke(main, argv)
+    assert second.exit_code == 0 and second.output.count("complete, kept") == 2
+    assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/shard-*.parquet")}

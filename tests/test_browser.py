@@ -1,0 +1,147 @@
+"""The dashboard and the HTML report in a real headless Chromium (Debian's, driven by playwright): the
+charts must render — plotly must have drawn trace elements — not merely be sent."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import playwright.sync_api as playwright
+import pytest
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHART = '[data-testid="stPlotlyChart"] .js-plotly-plot'
+STARTUP_S = 120
+RENDER_MS = 180_000  # the test machines are small and shared: wait long, fail only if nothing renders
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def server(mlp_runs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``coordscope app`` on a free local port over the SP and μP runs; killed however the tests end."""
+    root = tmp_path_factory.mktemp("browser-root")
+    for name in ("mlp-sp", "mlp-mup"):
+        shutil.copytree(mlp_runs[name], root / name)
+    port = _free_port()
+    log = (root.parent / "streamlit.log").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "coordscope", "app", str(root), "--port", str(port)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the app did not start: {(root.parent / 'streamlit.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+    # `coordscope app` becomes the server: stopping the process it started stops the server, no orphan
+    with socket.socket() as probe, pytest.raises(OSError):
+        probe.settimeout(2)
+        probe.connect(("127.0.0.1", port))
+
+
+@pytest.fixture()
+def page(tmp_path: Path) -> Iterator[object]:
+    """A page of a fresh headless Chromium profile."""
+    with playwright.sync_playwright() as p:
+        context = p.chromium.launch_persistent_context(
+            str(tmp_path / "profile"), executable_path=CHROMIUM, headless=True, args=ARGS,
+            viewport={"width": 1400, "height": 1000},
+        )
+        try:
+            yield context.new_page()
+        finally:
+            context.close()
+
+
+def _rendered(page: object, selector: str) -> dict[str, object]:
+    """What plotly drew in the first chart: trace groups in the SVG, and the names of violating traces."""
+    drawn = f"{selector} .scatterlayer .trace, {selector} .heatmaplayer .hm"
+    page.wait_for_selector(drawn, state="attached", timeout=RENDER_MS)  # type: ignore[attr-defined]
+    return page.evaluate(  # type: ignore[attr-defined]
+        """(selector) => {
+            const chart = document.querySelector(selector);
+            return {
+                traces: chart.querySelectorAll('.scatterlayer .trace, .heatmaplayer .hm').length,
+                violating: chart.data.filter(t => t.meta && t.meta.violating).map(t => t.meta.layer),
+                axes: [chart.layout.xaxis.type, chart.layout.yaxis.type],
+            };
+        }""",
+        selector,
+    )
+
+
+def test_dashboard_renders_the_sp_fan_out_with_violating_layers_marked(server: str, page, tmp_path: Path) -> None:
+    page.goto(f"{server}/?run=mlp-sp")
+    drawn = _rendered(page, CHART)
+    page.screenshot(path=str(tmp_path / "sp.png"), full_page=True)
+    assert drawn["traces"] > 0 and drawn["axes"] == ["log", "log"]
+    assert {"hidden.0", "readout"} <= set(drawn["violating"])
+    assert page.get_by_text("FAIL · regime SP-like").count() == 1
+
+
+def test_dashboard_renders_the_mup_run_flat(server: str, page, tmp_path: Path) -> None:
+    page.goto(f"{server}/?run=mlp-mup")
+    drawn = _rendered(page, CHART)
+    page.screenshot(path=str(tmp_path / "mup.png"), full_page=True)
+    assert drawn["traces"] > 0 and drawn["violating"] == []
+
+
+def test_slopes_page_renders_the_heatmap(server: str, page) -> None:
+    page.goto(f"{server}/slopes?run=mlp-sp")
+    assert _rendered(page, CHART)["traces"] > 0
+
+
+def test_html_report_renders_offline(mlp_runs: dict[str, str], page, tmp_path: Path) -> None:
+    from coordscope.htmlreport import write_html_report
+
+    report = write_html_report(mlp_runs["mlp-sp"], tmp_path / "report.html")
+    requests: list[str] = []
+    page.route("**/*", lambda route: (requests.append(route.request.url), route.continue_()
+                                      if route.request.url.startswith("file://") else route.abort()))
+    page.goto(report.as_uri())
+    drawn = _rendered(page, ".js-plotly-plot")
+    assert drawn["traces"] > 0 and "hidden.0" in drawn["violating"]
+    assert page.locator(".js-plotly-plot").count() == 3
+    assert all(url.startswith("file://") for url in requests), requests
+
+
+def test_app_listens_on_localhost_only(server: str) -> None:
+    port = int(server.rsplit(":", 1)[1])
+    listening = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                listening.append(address)
+    assert listening == ["0100007F"], listening  # 127.0.0.1, little-endian hex; nothing on other addresses
