@@ -2,7 +2,8 @@
 
 Record how every activation, gradient and update of a PyTorch model scales with width (:func:`run`), read
 the records (:func:`load`), judge them (:func:`check` → :class:`Report`; :func:`coordscope.testing.assert_mup`
-in pytest), and write your own statistics (:func:`register_probe`). Expose an intermediate tensor with
+in pytest), run μTransfer learning-rate sweeps (:func:`sweep`, :func:`analyse_sweep`), and write your own
+statistics (:func:`register_probe`). Expose an intermediate tensor with
 :func:`tap`.
 """
 
@@ -10,6 +11,7 @@ from coordscope import testing
 from coordscope.checking import check
 from coordscope.config import Override
 from coordscope.errors import ConfigError, CoordscopeError, ProbeError, SpecError, StoreError
+from coordscope.lrsweep import SweepReport, analyse_sweep, sweep
 from coordscope.probe import ProbeContext, register_probe
 from coordscope.report import Report
 from coordscope.run import run
@@ -27,8 +29,10 @@ __all__ = [
     "ProbeError",
     "Report",
     "Spec",
+    "SweepReport",
     "SpecError",
     "StoreError",
+    "analyse_sweep",
     "check",
     "load",
     "load_spec",
@@ -36,6 +40,7 @@ __all__ = [
     "register_probe",
     "run",
     "scan",
+    "sweep",
     "tap",
     "testing",
 ]

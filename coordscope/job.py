@@ -128,7 +128,8 @@ class StepStats:
         }
 
 
-def _loss(spec: Spec, model: nn.Module, batch: Any, width: int, step: int) -> torch.Tensor:
+def checked_loss(spec: Spec, model: nn.Module, batch: Any, width: int, step: int) -> torch.Tensor:
+    """The spec's loss, with a failure or a non-scalar result turned into one line naming width and step."""
     try:
         loss = spec.compute_loss(model, batch)
     except CoordscopeError:
@@ -162,7 +163,7 @@ def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
             stats.begin(step)
             model.train()
             with SdpaTap():  # only around the forward: under a torch function mode, optimizers fall
-                loss = _loss(spec, model, batch, job.width, step)  # back to slow per-tensor kernels
+                loss = checked_loss(spec, model, batch, job.width, step)  # back to slow per-tensor kernels
             stats.add(LOSS, "loss", loss, "<loss>")
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -191,6 +192,6 @@ def observe_shapes(spec: Spec, model: nn.Module, batch: Any, width: int) -> dict
         seen.setdefault(name, (module_type, tuple(tensor.shape)))
 
     with Recorder(model, sink, grads=False), SdpaTap(), torch.no_grad():
-        loss = _loss(spec, model, batch, width, 0)
+        loss = checked_loss(spec, model, batch, width, 0)
     seen[LOSS] = ("<loss>", tuple(loss.shape))
     return seen

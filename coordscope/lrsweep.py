@@ -34,8 +34,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from coordscope.errors import ConfigError, SpecError, StoreError
-from coordscope.job import _loss as checked_loss
-from coordscope.job import seed_everything, to_device
+from coordscope.job import checked_loss, seed_everything, to_device
 from coordscope.plan import check_lr, check_seeds, check_steps, check_widths
 from coordscope.spec import Spec, build_model, load_spec
 from coordscope.store import (

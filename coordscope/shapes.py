@@ -134,20 +134,25 @@ def infer_layers(spec: Spec, widths: tuple[int, int]) -> dict[str, Layer]:
         model = build_model(spec, width)
         batch = first_batch(spec)
         shapes.append(observe_shapes(spec, model, batch, width))
-        params.append({n: tuple(p.shape) for n, p in model.named_parameters()})
+        params.append({n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)})
         models.append(model)
 
     owner = {f"{m}.{n}" if m else n: mod for m, mod in models[0].named_modules()
              for n, _ in mod.named_parameters(recurse=False)}
     layers: dict[str, Layer] = {}
     param_roles: dict[str, str] = {}
-    for (name, p) in models[0].named_parameters():
+    recorded = {name for name, _ in models[0].named_parameters()}
+    # Tied weights (an embedding reused as the readout) appear under every alias here, so that each module
+    # using them gets the role its own layout gives (input for the embedding, output for the readout);
+    # rows are recorded under the first name only.
+    for name, p in models[0].named_parameters(remove_duplicate=False):
         scaling = _infshape_scaling(p) or _compare(params[0][name], params[1].get(name, params[0][name]))
-        role = weight_role(scaling, owner.get(name))
-        param_roles[name] = role
         module = owner.get(name)
-        layers[name] = Layer(role, type(module).__name__ if module is not None else "Parameter",
-                             params[0][name], scaling)
+        role = weight_role(scaling, module)
+        param_roles[name] = role
+        if name in recorded:
+            layers[name] = Layer(role, type(module).__name__ if module is not None else "Parameter",
+                                 params[0][name], scaling)
 
     modules = dict(models[0].named_modules())
     for name, (module_type, shape) in shapes[0].items():
