@@ -225,8 +225,9 @@ def prepare_run_dir(out: str | os.PathLike[str], *, overwrite: bool = False, res
 
 
 def remove_stale_temporaries(run_dir: str | os.PathLike[str]) -> int:
-    """Delete the temporary files that killed jobs left behind (before resuming a run); returns how many."""
-    stale = list(Path(run_dir).glob(".shard-*.tmp"))
+    """Delete the temporary files a killed run left behind — half-written shards, a half-written
+    ``meta.json`` — before resuming it; returns how many."""
+    stale = list(Path(run_dir).glob(".*.tmp"))
     for path in stale:
         path.unlink(missing_ok=True)
     return len(stale)
