@@ -12,7 +12,7 @@ group. Nothing accumulates across steps, so memory does not grow with the number
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,11 +23,11 @@ from torch import nn
 
 from coordscope.errors import CoordscopeError, ProbeError, SpecError
 from coordscope.probe import Probe, ProbeContext, resolve_probes
-from coordscope.record import Recorder
+from coordscope.record import Recorder, on_grad_ready
 from coordscope.shapes import LOSS, Layer
 from coordscope.spec import Spec, build_model, first_batch, load_spec
 from coordscope.store import ShardWriter
-from coordscope.taps import SdpaTap
+from coordscope.taps import SdpaTap, sdpa_callers, sdpa_scope
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16,
           "float16": torch.float16}
@@ -68,6 +68,31 @@ def to_device(batch: Any, device: torch.device | str, dtype: torch.dtype) -> Any
     return batch
 
 
+class Scratch:
+    """Reusable buffers, one per device and dtype, grown to the largest tensor asked for.
+
+    The differences coordscope probes (x_t − x_0, W_{t+1} − W_t) are needed only until their probes
+    are queued, so one buffer serves them all in turn. A fresh tensor per difference would cost an
+    allocation, and on CPU fresh pages, every step for every layer. Work on one device stream keeps
+    this safe: a probe queued on a difference runs before the next difference overwrites it.
+    """
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+    def like(self, t: torch.Tensor) -> torch.Tensor:
+        """A contiguous tensor of ``t``'s shape, dtype and device, valid until the next call."""
+        key = (t.device, t.dtype)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < t.numel():
+            buffer = self._buffers[key] = torch.empty(t.numel(), device=t.device, dtype=t.dtype)
+        return buffer[: t.numel()].view(t.shape)
+
+    def difference(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """``a − b`` in a scratch buffer, valid until the next call."""
+        return torch.sub(a, b, out=self.like(a))
+
+
 class StepStats:
     """Collects one step's probe statistics as device tensors, and hands them over in one transfer."""
 
@@ -77,11 +102,14 @@ class StepStats:
         self.width = width
         self.step = 0
         self.initial: dict[str, torch.Tensor] = {}
+        self.parameters_seen: set[str] = set()
+        self.scratch = Scratch()
         self._keys: list[tuple[str, str, str, str]] = []  # name, site, probe, module
         self._values: list[torch.Tensor] = []
 
     def begin(self, step: int) -> None:
         self.step = step
+        self.parameters_seen.clear()
         self._keys.clear()
         self._values.clear()
 
@@ -99,6 +127,8 @@ class StepStats:
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
                 raise ProbeError(f"probe {probe_name!r} returned {type(value).__name__} "
                                  f"{tuple(getattr(value, 'shape', ()))} for {name}/{site}; it must return a 0-d tensor")
+            if value._is_view():  # a view of x would change when x's buffer is reused (UpdateTracker)
+                value = value.clone()
             self._keys.append((name, site, probe_name, module))
             self._values.append(value if value.dtype == torch.float32 else value.float())
 
@@ -112,7 +142,16 @@ class StepStats:
             self.initial[name] = x.clone()
         start = self.initial.get(name)
         if start is not None and start.shape == x.shape:
-            self.add(name, "act_delta", x - start, module_type)
+            self.add(name, "act_delta", self.scratch.difference(x, start), module_type)
+
+    def parameter(self, name: str, p: torch.Tensor) -> None:
+        """``param`` and, if it has one, ``param_grad`` of parameter ``name`` (once per step)."""
+        if name in self.parameters_seen:
+            return
+        self.parameters_seen.add(name)
+        self.add(name, "param", p)
+        if p.grad is not None:
+            self.add(name, "param_grad", p.grad)
 
     def end(self) -> dict[str, Any]:
         """The step's rows as columns, after one device→host transfer of all values."""
@@ -126,6 +165,29 @@ class StepStats:
             "roles": roles,
             "modules": [k[3] for k in self._keys],
         }
+
+
+class UpdateTracker:
+    """Gives W_{t+1} − W_t of every trained parameter after each optimizer step, for any optimizer.
+
+    It keeps a snapshot of the parameters. After a step, for each parameter in turn, the update goes into
+    a :class:`Scratch` buffer and is handed to the caller, and then the snapshot is refreshed from the
+    parameter while that parameter is still hot in cache. Copying every parameter before the step and
+    subtracting after it would read each one from memory once more.
+    """
+
+    def __init__(self, params: list[tuple[str, nn.Parameter]], scratch: Scratch) -> None:
+        self.params = params
+        self.scratch = scratch
+        with torch.no_grad():
+            self.snapshots = [p.detach().clone() for _, p in params]
+
+    def after_step(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """``(name, update)`` per parameter, each valid until the next; call under ``torch.no_grad()``
+        right after ``optimizer.step()``."""
+        for (name, p), snapshot in zip(self.params, self.snapshots, strict=True):
+            yield name, self.scratch.difference(p, snapshot)
+            snapshot.copy_(p)
 
 
 def checked_loss(spec: Spec, model: nn.Module, batch: Any, width: int, step: int) -> torch.Tensor:
@@ -154,30 +216,25 @@ def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
     optimizer = spec.make_optimizer(model, job.lr)
     params = list(model.named_parameters())
     trained = [(n, p) for n, p in params if p.requires_grad]
-    before = {n: torch.empty_like(p, memory_format=torch.preserve_format) for n, p in trained}
     stats = StepStats(probes, job.layers, job.width)
+    updates = UpdateTracker(trained, stats.scratch)
 
     with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed) as writer, \
-            Recorder(model, stats.activation):
+            Recorder(model, stats.activation), sdpa_scope(model, sdpa_callers(job.layers)), \
+            on_grad_ready(params, stats.parameter):
         for step in range(job.steps + 1):
             stats.begin(step)
             model.train()
-            with SdpaTap():  # only around the forward: under a torch function mode, optimizers fall
-                loss = checked_loss(spec, model, batch, job.width, step)  # back to slow per-tensor kernels
+            loss = checked_loss(spec, model, batch, job.width, step)
             stats.add(LOSS, "loss", loss, "<loss>")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for name, p in params:
-                stats.add(name, "param", p)
-                if p.grad is not None:
-                    stats.add(name, "param_grad", p.grad)
+            loss.backward()  # hands each parameter to stats.parameter as its gradient is ready
+            for name, p in params:  # those that got no gradient: frozen or unused
+                stats.parameter(name, p)
             with torch.no_grad():
-                for name, p in trained:
-                    before[name].copy_(p)
                 optimizer.step()
-                for name, p in trained:
-                    torch.sub(p, before[name], out=before[name])
-                    stats.add(name, "param_update", before[name])
+                for name, update in updates.after_step():
+                    stats.add(name, "param_update", update)
             writer.write(step, **stats.end())
             if on_step is not None:
                 on_step()

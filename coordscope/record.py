@@ -6,12 +6,16 @@ a pre-hook on every module to know which module is running (so taps can be named
 Leaving it removes every hook — also when the forward or the loss raised — so a model is never left
 instrumented. What happens to a tensor is the sink's business (:mod:`coordscope.job` computes probe
 statistics; :mod:`coordscope.shapes` only notes shapes), which keeps this module free of any statistics.
+
+:func:`on_grad_ready` does the same for parameters: it hands each one over the moment its gradient has
+been accumulated during backward, while the weight and its gradient are still in cache.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -120,3 +124,25 @@ class Recorder:
         """Record a tap: ``tensor`` under ``<current module>.<name>``."""
         module = self.current_module()
         self.observe(self._unique(f"{module}.{name}" if module else name), tensor, "tap")
+
+
+@contextmanager
+def on_grad_ready(params: Sequence[tuple[str, nn.Parameter]], sink: Callable[[str, nn.Parameter], None]
+                  ) -> Iterator[None]:
+    """While inside, ``sink(name, p)`` runs during every backward pass as soon as ``p.grad`` is final.
+
+    Why not after ``backward()``: by then a model larger than the cache has pushed its first layers'
+    weights and gradients out to memory, and reading them back costs a full pass over the parameters.
+    Here the gradient has just been written, and the weight just read by the backward matmul. A
+    parameter that gets no gradient in a pass (frozen, or unused) is never handed over. Its
+    ``requires_grad=False`` form is skipped here, since PyTorch refuses hooks on such tensors.
+    """
+    handles: list[RemovableHandle] = []
+    try:
+        for name, p in params:
+            if p.requires_grad:
+                handles.append(p.register_post_accumulate_grad_hook(lambda p, name=name: sink(name, p)))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -5,18 +5,29 @@ Attention logits live inside ``F.scaled_dot_product_attention``, where no module
 mode — intercepts every call to it and records the scaled logits ``q·kᵀ·scale`` under
 ``<calling module>.attn_logits``, then runs the real op untouched. :func:`tap` exposes any other
 intermediate: it is the identity, and records the tensor only while coordscope is recording.
+
+A torch function mode is not free: while it is active, *every* torch call and every Tensor method —
+those inside the recorder's own hooks included — goes through Python. So the mode covers a whole forward
+only once, when :func:`coordscope.shapes.infer_layers` finds out which modules call SDPA; a job then
+enters it only inside those modules (:func:`sdpa_scope`). Around the whole forward, the mode made the
+recorder's own hooks several times dearer on the GPT sample, its statistics included.
 """
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from coordscope.record import active_recorder
+from coordscope.shapes import Layer
 
 
 def tap(name: str, x: torch.Tensor) -> torch.Tensor:
@@ -62,3 +73,47 @@ class SdpaTap(TorchFunctionMode):
                                               bool(bound.get("enable_gqa", False)))
                 recorder.emit("attn_logits", logits)
         return func(*args, **kwargs)
+
+
+def sdpa_callers(layers: Mapping[str, Layer]) -> set[str]:
+    """The modules whose forward called SDPA when the layers were inferred: the owners of the recorded
+    ``<module>.attn_logits`` taps (``""``, the model itself, for a call outside any submodule)."""
+    callers = set()
+    for name, layer in layers.items():
+        if layer.module == "tap" and layer.role == "attn_logits":
+            owner, _, _ = re.sub(r"#\d+$", "", name).rpartition(".")
+            callers.add(owner)
+    return callers
+
+
+@contextmanager
+def sdpa_scope(model: nn.Module, callers: set[str]) -> Iterator[None]:
+    """While inside, :class:`SdpaTap` is active during the forward of each module in ``callers`` and
+    nowhere else. A name ``model`` does not have (the model changed between widths) falls back to the
+    whole forward, so no logits are ever missed; no callers, no hooks."""
+    modules = dict(model.named_modules())
+    targets = [modules[name] for name in callers if name in modules]
+    if any(name not in modules for name in callers):
+        targets = [model]
+    active: list[SdpaTap] = []
+
+    def enter(module: nn.Module, args: Any) -> None:
+        active.append(SdpaTap())
+        active[-1].__enter__()
+
+    def leave(module: nn.Module, args: Any, output: Any) -> None:
+        if active:
+            active.pop().__exit__(None, None, None)
+
+    hooks: list[Callable[[], None]] = []
+    try:
+        for module in targets:
+            hooks.append(module.register_forward_pre_hook(enter).remove)
+            # prepended: the mode is left before the recorder's own hooks see this module's output
+            hooks.append(module.register_forward_hook(leave, prepend=True, always_call=True).remove)
+        yield
+    finally:
+        for remove in hooks:
+            remove()
+        while active:
+            active.pop().__exit__(None, None, None)

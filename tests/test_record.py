@@ -163,7 +163,9 @@ def test_tensors_inside_tuples_and_dicts_are_recorded(tmp_path):
 
 
 def _hooks(model: nn.Module) -> int:
-    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    """Module hooks plus the gradient-ready hooks of parameters."""
+    modules = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+    return modules + sum(len(p._post_accumulate_grad_hooks or {}) for p in model.parameters())
 
 
 def test_no_hook_is_left_after_a_run_or_after_the_loss_raises(tmp_path):
@@ -195,6 +197,47 @@ def test_no_hook_is_left_after_a_run_or_after_the_loss_raises(tmp_path):
     assert read_meta(tmp_path / "bad")["status"] == "incomplete"
     files = sorted(p.name for p in (tmp_path / "bad").iterdir())
     assert files == ["meta.json", "shard-w4-s0.parquet"]  # the failed job left no file, not even a temp one
+
+
+class WithIdleParameters(Tiny):
+    """Tiny plus a trained layer the forward never uses and a frozen one it does."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__(width)
+        self.unused = nn.Linear(width, width)
+        self.frozen = nn.Parameter(torch.ones(2), requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x) * self.frozen
+
+
+def test_parameters_without_a_gradient_still_get_their_param_rows(tmp_path):
+    spec = Spec(model=WithIdleParameters, batches=tiny_batches, loss=mse, optimizer=sgd, ref="idle")
+    frame = coordscope.load(coordscope.run(spec, widths=[4, 8], steps=2, seeds=1, lr=LR, out=tmp_path / "r",
+                                           progress=False))
+    for name in ("unused.weight", "frozen", "a.weight"):
+        assert sorted(frame.filter(name=name, site="param", width=8)["step"]) == [0, 1, 2], name
+    assert frame.filter(name="unused.weight", site="param_grad").is_empty()
+    assert frame.filter(name="frozen", site="param_grad").is_empty()
+    assert frame.filter(name="unused.weight", site="param_update")["value"].to_list() == [0.0] * 6
+    assert frame.filter(name="frozen", site="param_update").is_empty()  # not trained: not tracked
+    assert frame.filter(name="frozen", site="param")["value"].to_list() == [1.0] * 6
+
+
+def test_a_probe_returning_a_view_of_its_input_survives_buffer_reuse(tmp_path):
+    """Updates and act deltas share one scratch buffer; a probe's 0-d view into it must be kept apart."""
+    probe_file = tmp_path / "first.py"
+    probe_file.write_text("def first(x, ctx):\n    return x.reshape(-1)[0]\n")
+    run_dir = coordscope.run(TINY, widths=[4, 8], steps=3, seeds=1, lr=LR, out=tmp_path / "r", progress=False,
+                             probes=f"{probe_file}:first")
+    frame = coordscope.load(run_dir).filter(width=8)
+    for name in ("a.weight", "a.bias", "b.weight", "b.bias"):
+        params = frame.filter(name=name, site="param").sort("step")["value"].to_list()
+        updates = frame.filter(name=name, site="param_update").sort("step")["value"].to_list()
+        assert updates[:3] == pytest.approx([b - a for a, b in zip(params[:-1], params[1:], strict=True)], abs=1e-6), name
+    acts = frame.filter(name="a", site="act").sort("step")["value"].to_list()
+    deltas = frame.filter(name="a", site="act_delta").sort("step")["value"].to_list()
+    assert deltas == pytest.approx([v - acts[0] for v in acts], abs=1e-6)
 
 
 def test_probes_by_name_and_from_a_users_file(tmp_path):

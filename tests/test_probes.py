@@ -1,0 +1,47 @@
+"""The built-in probes against float64 references, on the tensor layouts the recorder hands them."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from coordscope.probe import ProbeContext, resolve_probes
+
+CTX = ProbeContext("x", "act", (), None, 8, 0)
+
+
+def reference(x: torch.Tensor) -> dict[str, float]:
+    d = x.double()
+    if d.numel() == 0:
+        return {"rms": 0.0, "l1": math.nan, "absmax": 0.0}
+    return {"rms": float(d.pow(2).mean().sqrt()), "l1": float(d.abs().mean()), "absmax": float(d.abs().max())}
+
+
+LAYOUTS = {
+    "contiguous": lambda: torch.randn(8, 16, 64),
+    "transposed": lambda: torch.randn(64, 32).t(),  # strided: rms takes the norm kernel, no copy
+    "sliced": lambda: torch.randn(10, 10)[:, ::3],
+    "scalar": lambda: torch.tensor(-2.5),
+    "large": lambda: torch.randn(1 << 20) * 1e-3 + 2e-3,  # a 4 MB weight, where accumulation error shows
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_builtin_probes_match_a_float64_reference(layout):
+    torch.manual_seed(0)
+    x = LAYOUTS[layout]()
+    want = reference(x)
+    for name, probe in resolve_probes("rms,l1,absmax").items():
+        value = probe(x, CTX)
+        assert value.dim() == 0 and value.dtype == torch.float32
+        assert float(value) == pytest.approx(want[name], rel=5e-6), name
+
+
+def test_rms_of_an_empty_tensor_is_zero_and_non_finite_values_propagate():
+    rms = resolve_probes("rms")["rms"]
+    assert float(rms(torch.empty(0, 4), CTX)) == 0.0
+    assert math.isinf(float(rms(torch.tensor([1.0, math.inf]), CTX)))
+    assert math.isnan(float(rms(torch.tensor([1.0, math.nan]), CTX)))
+    assert math.isinf(float(rms(torch.full((8,), 1e30), CTX)))  # overflow is flagged, as it always was
