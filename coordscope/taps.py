@@ -48,10 +48,22 @@ def attention_logits(query: torch.Tensor, key: torch.Tensor, scale: float | None
     scale = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
     logits = (query @ key.transpose(-2, -1)) * scale
     if is_causal:
-        rows, cols = logits.shape[-2], logits.shape[-1]
-        keep = torch.ones(rows, cols, dtype=torch.bool, device=logits.device).tril(cols - rows)
-        logits = logits.masked_select(keep)
+        rows, cols = _causal_entries(logits.shape[-2], logits.shape[-1], logits.device)
+        logits = logits[..., rows, cols]  # a gather of known size: masked_select would sync a GPU
     return logits
+
+
+_CAUSAL: dict[tuple[int, int, torch.device], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
+def _causal_entries(rows: int, cols: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Row and column indices of the entries a causal mask keeps (bottom-right aligned, as SDPA's), in
+    row-major order; cached, since every step asks again for the same shapes."""
+    key = (rows, cols, device)
+    if key not in _CAUSAL:
+        index = torch.tril_indices(rows, cols, offset=cols - rows, device=device)
+        _CAUSAL[key] = (index[0], index[1])
+    return _CAUSAL[key]
 
 
 _SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
