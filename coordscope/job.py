@@ -50,9 +50,17 @@ class Job:
     dtype: str = "float32"
 
 
-def seed_everything(seed: int) -> None:
-    """Seed torch, numpy and ``random`` so model init and data are the same for the same seed."""
-    torch.manual_seed(seed)
+def seed_everything(seed: int, device: torch.device | str = "cpu") -> None:
+    """Seed torch, numpy and ``random`` so model init and data are the same for the same seed.
+
+    For a job on the CPU only the CPU generator is seeded. ``torch.manual_seed`` also queues a seeding
+    of every CUDA device, and where CUDA is not initialised it records a stack trace for that call each
+    time, which cost more per job than a small width's whole training step here.
+    """
+    if torch.device(device).type == "cpu":
+        torch.random.default_generator.manual_seed(seed)
+    else:
+        torch.manual_seed(seed)
     np.random.seed(seed % 2**32)
     random.seed(seed)
 
@@ -127,7 +135,7 @@ class StepStats:
             if not isinstance(value, torch.Tensor) or value.dim() != 0:
                 raise ProbeError(f"probe {probe_name!r} returned {type(value).__name__} "
                                  f"{tuple(getattr(value, 'shape', ()))} for {name}/{site}; it must return a 0-d tensor")
-            if value._is_view():  # a view of x would change when x's buffer is reused (UpdateTracker)
+            if value._is_view():  # x may live in a Scratch buffer that the next difference overwrites
                 value = value.clone()
             self._keys.append((name, site, probe_name, module))
             self._values.append(value if value.dtype == torch.float32 else value.float())
@@ -182,12 +190,13 @@ class UpdateTracker:
         with torch.no_grad():
             self.snapshots = [p.detach().clone() for _, p in params]
 
-    def after_step(self) -> Iterator[tuple[str, torch.Tensor]]:
+    def after_step(self, last: bool = False) -> Iterator[tuple[str, torch.Tensor]]:
         """``(name, update)`` per parameter, each valid until the next; call under ``torch.no_grad()``
-        right after ``optimizer.step()``."""
+        right after ``optimizer.step()``. After the ``last`` step no snapshot is needed any more."""
         for (name, p), snapshot in zip(self.params, self.snapshots, strict=True):
             yield name, self.scratch.difference(p, snapshot)
-            snapshot.copy_(p)
+            if not last:
+                snapshot.copy_(p)
 
 
 def checked_loss(spec: Spec, model: nn.Module, batch: Any, width: int, step: int) -> torch.Tensor:
@@ -210,7 +219,7 @@ def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
     spec = load_spec(job.spec)
     probes = resolve_probes(list(job.probes))
     dtype = DTYPES[job.dtype]
-    seed_everything(job.seed)
+    seed_everything(job.seed, job.device)
     model = build_model(spec, job.width).to(job.device, dtype)
     batch = to_device(first_batch(spec), job.device, dtype)
     optimizer = spec.make_optimizer(model, job.lr)
@@ -233,7 +242,7 @@ def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
                 stats.parameter(name, p)
             with torch.no_grad():
                 optimizer.step()
-                for name, update in updates.after_step():
+                for name, update in updates.after_step(last=step == job.steps):
                     stats.add(name, "param_update", update)
             writer.write(step, **stats.end())
             if on_step is not None:

@@ -123,7 +123,7 @@ def train_job(job: SweepJob) -> str:
     held-out row at step N. A non-finite train or held-out loss stops the job and marks it diverged.
     """
     spec = load_spec(job.spec)
-    seed_everything(job.seed)
+    seed_everything(job.seed, job.device)
     model = build_model(spec, job.width).to(job.device)
     optimizer = spec.make_optimizer(model, job.lr)
     stream = iter(spec.batches())
