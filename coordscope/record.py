@@ -8,7 +8,7 @@ instrumented. What happens to a tensor is the sink's business (:mod:`coordscope.
 statistics; :mod:`coordscope.shapes` only notes shapes), which keeps this module free of any statistics.
 
 :func:`on_grad_ready` does the same for parameters: it hands each one over the moment its gradient has
-been accumulated during backward, while the weight and its gradient are still in cache.
+been accumulated during backward, while its gradient is still in cache.
 """
 
 from __future__ import annotations
@@ -131,11 +131,10 @@ def on_grad_ready(params: Sequence[tuple[str, nn.Parameter]], sink: Callable[[st
                   ) -> Iterator[None]:
     """While inside, ``sink(name, p)`` runs during every backward pass as soon as ``p.grad`` is final.
 
-    Why not after ``backward()``: by then a model larger than the cache has pushed its first layers'
-    weights and gradients out to memory, and reading them back costs a full pass over the parameters.
-    Here the gradient has just been written, and the weight just read by the backward matmul. A
-    parameter that gets no gradient in a pass (frozen, or unused) is never handed over. Its
-    ``requires_grad=False`` form is skipped here, since PyTorch refuses hooks on such tensors.
+    Why not after ``backward()``: by then a model larger than the cache has pushed its gradients out to
+    memory, and reading them back costs a pass over the parameters' size. Here each gradient has just
+    been written. A parameter that gets no gradient in a pass (unused) is never handed over, and one
+    with ``requires_grad=False`` gets no hook at all (PyTorch refuses one); the caller records those.
     """
     handles: list[RemovableHandle] = []
     try:
