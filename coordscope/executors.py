@@ -29,6 +29,7 @@ from typing import Any, TypeVar
 from tqdm.auto import tqdm
 
 from coordscope.errors import ConfigError
+from coordscope.heap import keep_freed_memory
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -104,11 +105,13 @@ def _portable_exception(exc: BaseException) -> BaseException:
 
 
 def _worker_main(conn: Connection, fn: Callable[[Any], Any]) -> None:
-    """A worker process: one torch thread, then run the jobs the parent sends until it sends None."""
+    """A worker process: one torch thread, freed memory kept (:mod:`coordscope.heap`), then run the jobs
+    the parent sends until it sends None."""
     os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(1)
+    keep_freed_memory()
     while True:
         message = conn.recv()
         if message is None:
@@ -175,10 +178,12 @@ def _processes(fn: Callable[[Any], Any], items: Sequence[Any], n_workers: int) -
 
 
 def _ray_call(fn: Callable[[Any], Any], item: Any) -> Any:
-    """What a Ray task runs: ``fn(item)`` with torch on one thread (Ray gave the task one CPU)."""
+    """What a Ray task runs: ``fn(item)`` with torch on one thread (Ray gave the task one CPU), in a
+    worker process that keeps freed memory (:mod:`coordscope.heap`)."""
     import torch
 
     torch.set_num_threads(1)
+    keep_freed_memory()
     return fn(item)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import click
 
 from coordscope.errors import CoordscopeError
+from coordscope.heap import keep_freed_memory
 
 
 class _Group(click.Group):
@@ -47,6 +48,7 @@ def main() -> None:
     Record how every activation, gradient and update of a PyTorch model scales with width, judge the
     slopes, and show them. Exit codes: 0 all good, 1 μP violations found, 2 bad input.
     """
+    keep_freed_memory()  # this process is ours: train job after job without fresh-page faults (heap.py)
 
 
 from coordscope.cli.app import app  # noqa: E402
