@@ -20,7 +20,6 @@ processes of :mod:`coordscope.executors`. The Python API leaves a caller's proce
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import platform
 
 M_TRIM_THRESHOLD = -1  # glibc's <malloc.h>: free heap top kept before it is trimmed, in bytes
@@ -35,9 +34,8 @@ def keep_freed_memory() -> bool:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
+        mallopt = ctypes.CDLL(None).mallopt  # the process's own symbols: glibc is already loaded
+    except AttributeError:
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     trim = mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD)
