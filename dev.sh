@@ -11,7 +11,10 @@ PY="$VENV/bin/python"
 setup() {
     [ -x "$PY" ] || python3 -m venv "$VENV"
     # constraints.txt pins torch: an unpinned install would pull a CUDA build and gigabytes of libraries.
-    "$PY" -m pip install -q -c constraints.txt -e '.[test,ray,png]'
+    # editable_mode=strict: app/, probes/ and sample_models/ install as coordscope.app, … through a tree of
+    # links under build/ that mypy can read (the default mode's import hooks are invisible to type checkers);
+    # a file added to the checkout needs this step again, which every dev.sh command runs.
+    "$PY" -m pip install -q -c constraints.txt --config-settings editable_mode=strict -e '.[test,ray,png]'
     # mup declares torchvision and an unpinned torch, which we must not pull: install it without deps.
     "$PY" -m pip install -q --no-deps 'mup==1.0.0' pyyaml
     if ! command -v chromium >/dev/null 2>&1; then
@@ -34,8 +37,8 @@ case "${1:-}" in
     test)
         setup
         shift
-        "$VENV/bin/ruff" check coordscope tests benchmarks
-        "$VENV/bin/mypy" coordscope
+        "$VENV/bin/ruff" check coordscope app probes sample_models tests benchmarks
+        "$VENV/bin/mypy" -p coordscope -p coordscope.app -p coordscope.probes -p coordscope.sample_models
         # pytest exits 5 when it collected no tests: that is a failure too, and set -e propagates it.
         OMP_NUM_THREADS=1 "$PY" -m pytest "$@" ;;
     *)

@@ -24,7 +24,8 @@ import numpy as np
 import polars as pl
 
 from coordscope.checking import check_run
-from coordscope.store import SCHEMA_VERSION, ShardWriter, shard_name, shard_paths, write_meta
+from coordscope.runmeta import SCHEMA_VERSION, RunMeta, write_meta
+from coordscope.store import ShardWriter, shard_name, shard_paths
 
 WIDTHS = (64, 128, 256, 512)
 SITES = ("act", "act_delta", "act_grad", "param", "param_grad")
@@ -49,14 +50,14 @@ def build_store(root: Path, names: int, seeds: int, steps: int) -> int:
                                 ["hidden"] * per_step, ["Linear"] * per_step)
                 shard.commit()
                 rows += shard.rows
-    write_meta(root, {
+    write_meta(root, RunMeta.from_json({
         "schema_version": SCHEMA_VERSION, "kind": "coordcheck", "run": "bench", "spec": "synthetic",
         "widths": list(WIDTHS), "seeds": list(range(seeds)), "steps": steps - 1, "lr": 0.01,
         "optimizer": "Adam", "probes": ["rms"], "status": "complete",
         "jobs": [{"width": w, "seed": s, "shard": shard_name(w, s)} for w in WIDTHS for s in range(seeds)],
         "layers": {n: {"role": "hidden", "module": "Linear", "shape": [64, 64], "scaling_dims": [True, True]}
                    for n in layer_names},
-    })
+    }))
     return rows
 
 

@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from coordscope.store import SCHEMA_VERSION, ShardWriter, shard_name, shard_paths, write_meta
+from coordscope.runmeta import SCHEMA_VERSION, RunMeta, write_meta
+from coordscope.store import ShardWriter, shard_name, shard_paths
 
 WIDTHS = (64, 128, 256, 512, 1024)
 SEEDS = (0, 1, 2, 3)
@@ -59,13 +60,13 @@ def build_store(run_dir: Path) -> int:
                     writer.write(step, col_names, col_sites, col_probes, values, col_roles, ["Linear"] * len(per_step))
                 rows += writer.rows
                 writer.commit()
-    write_meta(run_dir, {
+    write_meta(run_dir, RunMeta.from_json({
         "schema_version": SCHEMA_VERSION, "kind": "coordcheck", "run": run_dir.name, "spec": "synthetic",
         "widths": list(WIDTHS), "seeds": list(SEEDS), "steps": STEPS - 1, "lr": 0.01, "probes": list(PROBES),
         "optimizer": "Adam", "device": "cpu", "dtype": "float32", "status": "complete",
         "jobs": [{"width": w, "seed": s, "shard": shard_name(w, s)} for w in WIDTHS for s in SEEDS],
         "layers": {n: {"role": r} for n, r in zip(names, roles, strict=True)},
-    })
+    }))
     return rows
 
 

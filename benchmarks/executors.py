@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from coordscope.lrsweep import load_sweep, sweep
+from coordscope.lrsweep import sweep
+from coordscope.transfer import load_sweep
 
 
 def timed_sweep(args: argparse.Namespace, out: Path, executor: str) -> float:

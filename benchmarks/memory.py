@@ -16,8 +16,9 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, tempfile, torch
-from coordscope.job import Job, record_job, seed_everything
-from coordscope.shapes import infer_layers
+from coordscope.device import seed_everything
+from coordscope.job import Job, record_job
+from coordscope.layers import infer_layers
 from coordscope.spec import build_model, first_batch, load_spec
 sample, width, steps, kept = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "kept"
 if kept:

@@ -18,8 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from coordscope.lrsweep import analyse_sweep, sweep
+from coordscope.lrsweep import sweep
 from coordscope.sample_models.sweeps import SWEEP_DEFAULTS
+from coordscope.transfer import analyse_sweep
 
 
 def main() -> None:

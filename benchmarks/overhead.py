@@ -27,9 +27,10 @@ from collections.abc import Callable
 
 import torch
 
-from coordscope.job import DTYPES, Job, record_job, seed_everything, to_device
-from coordscope.probe import DEFAULT_PROBES
-from coordscope.shapes import infer_layers
+from coordscope.device import TORCH_DTYPES, seed_everything, to_device
+from coordscope.job import Job, record_job
+from coordscope.layers import infer_layers
+from coordscope.probe_select import DEFAULT_PROBES
 from coordscope.spec import Spec, build_model, first_batch, load_spec
 
 
@@ -53,7 +54,7 @@ def one_round(spec: Spec, width: int, steps: int, lr: float, device: str, dtype:
               layers: dict) -> tuple[float, float]:
     """Seconds per step (plain, recorded) of one recorded job interleaved with plain steps."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    plain_step = plain_trainer(spec, width, lr, device, DTYPES[dtype])
+    plain_step = plain_trainer(spec, width, lr, device, TORCH_DTYPES[dtype])
     plain: list[float] = []
     recorded: list[float] = []
     last_end = [0.0]
@@ -92,7 +93,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--dtype", default="float32", choices=sorted(TORCH_DTYPES))
     args = parser.parse_args()
     if args.steps < 2:
         parser.error("--steps must be at least 2 (step 0 is excluded)")

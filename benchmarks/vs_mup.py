@@ -60,7 +60,7 @@ def sweep_mup(widths: list[int], seeds: int) -> int:
 
 def sweep_plain(widths: list[int], seeds: int) -> int:
     """The same jobs with nothing recorded: model, batch and optimizer as coordscope builds them."""
-    from coordscope.job import seed_everything
+    from coordscope.device import seed_everything
     from coordscope.spec import build_model, first_batch, load_spec
 
     spec = load_spec("mlp-mup")

@@ -1,10 +1,13 @@
-"""``coordscope.check`` (this module is ``coordscope.checking``): judge a run directory — or record a spec
-first, then judge it — into a Report.
+"""The one judgement: ``coordscope.check`` (this module is ``coordscope.checking``) judges a run directory
+— or records a spec first, then judges it — into a :class:`Report`.
 
-This is the glue between the store, :mod:`coordscope.analysis`, :mod:`coordscope.diagnose` and
-:mod:`coordscope.report`; it also refuses what cannot be judged (a missing or incomplete run, a run with a
-single width, overrides naming sites or probes the run does not have) with one-line errors, before any
-fitting.
+Every surface judges through :func:`check_run` — ``coordscope check``, the HTML report, the dashboard, the
+demo, :func:`coordscope.check` and ``assert_mup`` — and each loads ``[tool.coordscope]`` (overrides,
+tolerance, sigma, probe) the same way, from the nearest pyproject.toml unless told which, so the same run
+gets the same verdict everywhere. This is the glue between the store, :mod:`coordscope.analysis`,
+:mod:`coordscope.diagnose` and :mod:`coordscope.report`; it also refuses what cannot be judged (a missing
+or incomplete run, a run with a single width, overrides naming sites or probes the run does not have) with
+one-line errors, before any fitting.
 """
 
 from __future__ import annotations
@@ -18,12 +21,13 @@ from typing import Any
 import polars as pl
 
 from coordscope.analysis import DEFAULT_TOLERANCE, Tolerance, analyse
-from coordscope.config import Config, Override, load_config, parse_overrides
+from coordscope.config import Config, ConfigSource, Override, load_config, parse_overrides
 from coordscope.diagnose import diagnose, regime
 from coordscope.errors import ConfigError, SpecError, StoreError
 from coordscope.report import Report
+from coordscope.runmeta import RunMeta, read_meta
 from coordscope.spec import Spec
-from coordscope.store import is_complete, missing_jobs, read_meta, scan, shard_paths
+from coordscope.store import is_complete, missing_jobs, scan, shard_paths
 
 Target = str | os.PathLike[str] | Spec
 
@@ -35,7 +39,7 @@ def _looks_like_path(target: str) -> bool:
 def _record(target: Target, config: Config, run_kwargs: Mapping[str, Any]) -> Path:
     """Record a coord check of the spec ``target`` (settings: arguments, then ``[tool.coordscope]``) into
     ``out`` or a fresh temporary directory that is kept, so the run can be inspected afterwards."""
-    from coordscope.run import run
+    from coordscope.coordcheck import run  # recording needs torch; judging a stored run does not
     from coordscope.spec import load_spec
 
     try:
@@ -45,24 +49,22 @@ def _record(target: Target, config: Config, run_kwargs: Mapping[str, Any]) -> Pa
             raise SpecError(f"{target!r} is neither a run directory nor a spec (a .py file, a module, "
                             "module:attr or a sample name; see `coordscope samples`)") from None
         raise
-    kwargs = config.run_kwargs(**run_kwargs)
+    kwargs = dict(run_kwargs)
     if kwargs.get("out") is None:
         kwargs["out"] = tempfile.mkdtemp(prefix="coordscope-check-")
-    return run(spec, **kwargs)
+    return run(spec, config=config, **kwargs)
 
 
-def _widths_present(run_dir: Path, meta: Mapping[str, Any]) -> list[int]:
-    missing = {(job.get("width"), job.get("seed")) for job in missing_jobs(run_dir, meta)}
-    return sorted({int(job["width"]) for job in meta.get("jobs", [])
-                   if (job.get("width"), job.get("seed")) not in missing})
+def _widths_present(run_dir: Path, meta: RunMeta) -> list[int]:
+    missing = set(missing_jobs(run_dir, meta))
+    return sorted({job.width for job in meta.jobs if job not in missing})
 
 
-def _head_count_overrides(meta: Mapping[str, Any]) -> tuple[Override, ...]:
+def _head_count_overrides(meta: RunMeta) -> tuple[Override, ...]:
     """Attention logits with a dimension that grows (more heads, fixed d_head) do not shrink at init:
     judge their t = 0 like later steps."""
-    layers = meta.get("layers", {})
-    return tuple(Override(name, "act", expected=(-0.5, 0.0)) for name, layer in layers.items()
-                 if layer.get("role") == "attn_logits" and any(layer.get("scaling_dims", ())))
+    return tuple(Override(name, "act", expected=(-0.5, 0.0)) for name, layer in meta.layers.items()
+                 if layer.role == "attn_logits" and any(layer.scaling_dims))
 
 
 def _model_order(run_dir: Path) -> list[str]:
@@ -83,42 +85,56 @@ def _choose_probe(probe: str | None, recorded: list[str]) -> str:
     return probe
 
 
-def check_run(run_dir: str | os.PathLike[str], *, overrides: Iterable[Override] = (),
-              allow_incomplete: bool = False, probe: str | None = None,
-              tolerance: Tolerance = DEFAULT_TOLERANCE) -> Report:
-    """Judge the recorded run in ``run_dir`` (see :func:`check`)."""
+def judgement(config: ConfigSource = None, *, overrides: Iterable[Override | str] = (),
+              tolerance: float | None = None, sigma: float | None = None,
+              probe: str | None = None) -> tuple[tuple[Override, ...], Tolerance, str | None]:
+    """The judging settings every surface uses: ``[tool.coordscope]`` of ``config`` (None: the nearest
+    pyproject.toml) with the arguments on top — overrides (the file's first, then these), tolerance and
+    probe."""
+    cfg = config if isinstance(config, Config) else load_config(config)
+    judging = Tolerance(
+        absolute=next(v for v in (tolerance, cfg.tolerance, DEFAULT_TOLERANCE.absolute) if v is not None),
+        sigma=next(v for v in (sigma, cfg.sigma, DEFAULT_TOLERANCE.sigma) if v is not None),
+    )
+    return cfg.overrides + parse_overrides(overrides), judging, probe if probe is not None else cfg.probe
+
+
+def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
+              overrides: Iterable[Override | str] = (), allow_incomplete: bool = False, probe: str | None = None,
+              tolerance: float | None = None, sigma: float | None = None) -> Report:
+    """Judge the recorded run in ``run_dir`` (see :func:`check`; the same settings, no recording)."""
+    all_overrides, judging, wanted_probe = judgement(config, overrides=overrides, tolerance=tolerance, sigma=sigma,
+                                                     probe=probe)
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
-    if meta.get("kind", "coordcheck") != "coordcheck":
-        raise StoreError(f"{run_dir} is a {meta.get('kind')!r} run, not a coordinate check")
+    if meta.kind != "coordcheck":
+        raise StoreError(f"{run_dir} is a {meta.kind!r} run, not a coordinate check")
     complete = is_complete(run_dir, meta)
     if not complete and not allow_incomplete:
         missing = len(missing_jobs(run_dir, meta))
-        raise StoreError(f"run {str(run_dir)!r} is incomplete (status {meta.get('status')!r}, {missing} of "
-                         f"{len(meta.get('jobs', []))} jobs missing): finish it with `coordscope run ... "
+        raise StoreError(f"run {str(run_dir)!r} is incomplete (status {meta.status!r}, {missing} of "
+                         f"{len(meta.jobs)} jobs missing): finish it with `coordscope run ... "
                          "--resume`, or pass --allow-incomplete")
     widths = _widths_present(run_dir, meta)
     if len(widths) < 2:
         raise StoreError(f"run {str(run_dir)!r} has {'only width ' + str(widths[0]) if widths else 'no width'} "
                          "recorded: a slope needs at least two widths")
-    recorded = [str(p) for p in meta.get("probes", [])]
-    chosen = _choose_probe(probe, recorded)
-    overrides = tuple(overrides)
-    for override in overrides:
+    recorded = list(meta.probes)
+    chosen = _choose_probe(wanted_probe, recorded)
+    for override in all_overrides:
         if override.probe is not None and recorded and override.probe not in recorded:
             raise ConfigError(f"override {override.describe()}: probe {override.probe!r} was not recorded in "
                               f"this run (recorded: {', '.join(recorded)})")
     rows = scan(run_dir).filter(pl.col("probe") == chosen)
-    analysis = analyse(rows, overrides=_head_count_overrides(meta) + overrides, tolerance=tolerance,
-                       order=_model_order(run_dir),
-                       widths=widths)
+    analysis = analyse(rows, overrides=_head_count_overrides(meta) + all_overrides, tolerance=judging,
+                       order=_model_order(run_dir), widths=widths)
     if analysis.fits.is_empty():
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
-    findings, diagnoses = diagnose(analysis.findings, analysis.fits, str(meta.get("optimizer", "")))
+    findings, diagnoses = diagnose(analysis.findings, analysis.fits, meta.optimizer)
     return Report(
         ok=not any(f.severity == "error" for f in findings), complete=complete, run_dir=run_dir, meta=meta,
         findings=findings, fits=analysis.fits, layers=analysis.layers, diagnoses=diagnoses,
-        regime=regime(findings), probe=chosen, tolerance=tolerance, overrides=overrides,
+        regime=regime(findings), probe=chosen, tolerance=judging, overrides=all_overrides,
     )
 
 
@@ -130,7 +146,7 @@ def check(
     probe: str | None = None,
     tolerance: float | None = None,
     sigma: float | None = None,
-    config: Config | str | os.PathLike[str] | None = None,
+    config: ConfigSource = None,
     **run_kwargs: Any,
 ) -> Report:
     """Judge whether a model scales as μP predicts, and say why not.
@@ -145,13 +161,8 @@ def check(
     over it. Bad input raises a :class:`coordscope.errors.CoordscopeError` with a one-line message.
     """
     cfg = config if isinstance(config, Config) else load_config(config)
-    all_overrides = cfg.overrides + parse_overrides(overrides)
-    judging = Tolerance(
-        absolute=next(v for v in (tolerance, cfg.tolerance, DEFAULT_TOLERANCE.absolute) if v is not None),
-        sigma=next(v for v in (sigma, cfg.sigma, DEFAULT_TOLERANCE.sigma) if v is not None),
-    )
     if not isinstance(target, Spec) and Path(target).is_dir():
-        flags = sorted(k for k, v in run_kwargs.items() if v not in (None, False))
+        flags = sorted(k for k, v in run_kwargs.items() if v not in (None, False) and k != "progress")
         if flags:
             raise ConfigError(f"{', '.join(flags)} only apply when TARGET is a spec; {str(target)!r} is a run "
                               "directory")
@@ -160,5 +171,5 @@ def check(
         raise StoreError(f"run directory {target!r} does not exist")
     else:
         run_dir = _record(target, cfg, run_kwargs)
-    return check_run(run_dir, overrides=all_overrides, allow_incomplete=allow_incomplete,
-                     probe=probe if probe is not None else cfg.probe, tolerance=judging)
+    return check_run(run_dir, config=cfg, overrides=overrides, allow_incomplete=allow_incomplete, probe=probe,
+                     tolerance=tolerance, sigma=sigma)

@@ -16,8 +16,12 @@ A project that runs coordscope in CI keeps its grid and its exceptions next to i
     tolerance = 0.4
     # ignore = true           # neither judged nor reported
 
-Flags and keyword arguments win over the file, which wins over the spec's ``DEFAULTS``. Everything is
-validated here, so a typo fails with one line (:class:`ConfigError`) before any model is built.
+    [tool.coordscope.sweep]   # coordscope sweep: widths, lrs, steps, seeds, device, executor, workers,
+    lrs = [0.0001, 0.001, 0.01]   # metric, tolerance
+
+Flags and keyword arguments win over the file, which wins over the spec's ``DEFAULTS``
+(:mod:`coordscope.settings` resolves them). Keys and types are checked here, so a typo fails with one line
+(:class:`ConfigError`) before any model is built.
 """
 
 from __future__ import annotations
@@ -31,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from coordscope.choices import SITES
 from coordscope.errors import ConfigError
-from coordscope.store import SITES
 
 RUN_KEYS = ("widths", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers")
 CHECK_KEYS = ("tolerance", "sigma", "probe", "override")
+SWEEP_KEYS = ("widths", "lrs", "steps", "seeds", "device", "executor", "workers", "metric", "tolerance")
 
 
 @dataclass(frozen=True)
@@ -168,20 +173,23 @@ def _range_from_toml(what: str, value: Any) -> tuple[float, float]:
 class Config:
     """``[tool.coordscope]`` of one pyproject.toml (or nothing: every field None, no overrides).
 
-    ``run`` holds the recording settings (keyword arguments of :func:`coordscope.run`); ``tolerance``,
-    ``sigma`` and ``probe`` tune judgement; ``overrides`` apply in file order, before the CLI's.
+    ``run`` holds the recording settings of a coordinate check and ``sweep`` (``[tool.coordscope.sweep]``)
+    those of an LR sweep, both resolved by :mod:`coordscope.settings`; ``tolerance``, ``sigma`` and
+    ``probe`` tune judgement; ``overrides`` apply in file order, before the CLI's.
     """
 
     path: Path | None = None
     run: Mapping[str, Any] = field(default_factory=dict)
+    sweep: Mapping[str, Any] = field(default_factory=dict)
     tolerance: float | None = None
     sigma: float | None = None
     probe: str | None = None
     overrides: tuple[Override, ...] = ()
 
-    def run_kwargs(self, **flags: Any) -> dict[str, Any]:
-        """The file's recording settings with ``flags`` on top (flags that are None do not count)."""
-        return {**self.run, **{k: v for k, v in flags.items() if v is not None}}
+
+ConfigSource = Config | str | os.PathLike[str] | None
+"""Where ``[tool.coordscope]`` comes from: a parsed :class:`Config`, a pyproject.toml path, or None for the
+nearest pyproject.toml at or above the working directory."""
 
 
 def find_pyproject(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -209,33 +217,51 @@ def _toml_loads(text: str, path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
 
 
-def _check_run_value(where: str, key: str, value: Any) -> None:
-    """Types only; whether the values make sense is :mod:`coordscope.plan`'s job (same words as flags)."""
-    ok = {
-        "widths": isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
-        "steps": isinstance(value, int) and not isinstance(value, bool),
-        "seeds": (isinstance(value, int) and not isinstance(value, bool))
-        or (isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value)),
-        "lr": isinstance(value, (int, float)) and not isinstance(value, bool),
-        "probes": isinstance(value, str) or (isinstance(value, list) and all(isinstance(v, str) for v in value)),
-        "device": isinstance(value, str),
-        "dtype": isinstance(value, str),
-        "executor": isinstance(value, str),
-        "workers": isinstance(value, int) and not isinstance(value, bool),
-    }[key]
-    if not ok:
-        raise ConfigError(f"{where}: {key} = {value!r} has the wrong type")
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+_TYPES: dict[str, Any] = {
+    "widths": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+    "steps": _is_int,
+    "seeds": lambda v: _is_int(v) or (isinstance(v, list) and all(map(_is_int, v))),
+    "lr": _is_number,
+    "lrs": lambda v: isinstance(v, list) and all(map(_is_number, v)),
+    "probes": lambda v: isinstance(v, str) or (isinstance(v, list) and all(isinstance(x, str) for x in v)),
+    "device": lambda v: isinstance(v, str),
+    "dtype": lambda v: isinstance(v, str),
+    "executor": lambda v: isinstance(v, str),
+    "workers": _is_int,
+    "metric": lambda v: isinstance(v, str),
+    "tolerance": _is_number,
+}
+
+
+def _settings_table(where: str, table: Mapping[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    """The recording settings of a table, type-checked only: whether the values make sense is
+    :mod:`coordscope.settings`' job (the same words as for flags)."""
+    for key in keys:
+        if key in table and not _TYPES[key](table[key]):
+            raise ConfigError(f"{where}: {key} = {table[key]!r} has the wrong type")
+    return {k: table[k] for k in keys if k in table}
 
 
 def parse_config(table: Mapping[str, Any], path: Path | None = None) -> Config:
     """A :class:`Config` from the contents of ``[tool.coordscope]``."""
     where = f"{path or 'pyproject.toml'} [tool.coordscope]"
-    unknown = sorted(set(table) - set(RUN_KEYS) - set(CHECK_KEYS))
+    unknown = sorted(set(table) - set(RUN_KEYS) - set(CHECK_KEYS) - {"sweep"})
     if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(RUN_KEYS + CHECK_KEYS)})")
-    for key in RUN_KEYS:
-        if key in table:
-            _check_run_value(where, key, table[key])
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(RUN_KEYS + CHECK_KEYS)}, sweep)")
+    sweep = table.get("sweep", {})
+    if not isinstance(sweep, Mapping):
+        raise ConfigError(f"{where}: sweep must be a table ([tool.coordscope.sweep])")
+    unknown = sorted(set(sweep) - set(SWEEP_KEYS))
+    if unknown:
+        raise ConfigError(f"{where}.sweep: unknown key {unknown[0]!r} (known: {', '.join(SWEEP_KEYS)})")
     probe = table.get("probe")
     if probe is not None and not isinstance(probe, str):
         raise ConfigError(f"{where}: probe must be a probe name, got {probe!r}")
@@ -244,7 +270,8 @@ def parse_config(table: Mapping[str, Any], path: Path | None = None) -> Config:
         raise ConfigError(f"{where}: override must be an array of tables ([[tool.coordscope.override]])")
     return Config(
         path=path,
-        run={k: table[k] for k in RUN_KEYS if k in table},
+        run=_settings_table(where, table, RUN_KEYS),
+        sweep=_settings_table(f"{where}.sweep", sweep, SWEEP_KEYS),
         tolerance=None if "tolerance" not in table else _non_negative(where, "tolerance", table["tolerance"]),
         sigma=None if "sigma" not in table else _non_negative(where, "sigma", table["sigma"]),
         probe=probe,

@@ -12,16 +12,17 @@ from __future__ import annotations
 import html
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import plotly.graph_objects as go
 import polars as pl
 
 from coordscope import plots
+from coordscope.config import ConfigSource
 from coordscope.errors import ConfigError
-from coordscope.store import read_meta, scan
+from coordscope.runmeta import RunMeta, read_meta
+from coordscope.store import scan
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; BROWSER_PATH overrides it
 FIGURE_SITES = ("act_delta", "act")
@@ -65,29 +66,24 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], classes: Seq
     return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
 
 
-def _meta_table(meta: Mapping[str, Any]) -> str:
+def _meta_table(meta: RunMeta) -> str:
     keys = ("spec", "kind", "widths", "seeds", "steps", "lr", "lrs", "optimizer", "probes", "device", "dtype",
             "status", "created")
-    rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k in keys if (v := meta.get(k)) is not None]
-    rows += [(f"version {k}", v) for k, v in (meta.get("versions") or {}).items()]
+    data = meta.to_json()
+    rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k in keys if (v := data.get(k)) is not None]
+    rows += [(f"version {k}", v) for k, v in meta.versions.items()]
     return _table(("setting", "value"), rows)
 
 
 Body = tuple[list[str], list[go.Figure], list[str]]  # HTML before the figures, the figures, HTML after them
 
 
-def _coordcheck_body(run_dir: Path, probe: str | None) -> Body:
+def _coordcheck_body(run_dir: Path, probe: str | None, config: ConfigSource) -> Body:
     from coordscope.checking import check_run
 
-    report = check_run(run_dir, allow_incomplete=True, probe=probe)
+    report = check_run(run_dir, config=config, allow_incomplete=True, probe=probe)
     order = report.layers.get_column("name").unique(maintain_order=True).to_list()
-    errors = sorted({(f.name, f.site) for f in report.errors})
-    if report.ok:
-        parts = [f'<div class="banner pass">PASS · regime {_esc(report.regime)} · every judged layer scales as μP '
-                 "predicts</div>"]
-    else:
-        parts = [f'<div class="banner fail">FAIL · regime {_esc(report.regime)} · {len(errors)} layer sites violate '
-                 f"μP: {_esc(', '.join(f'{n} ({s})' for n, s in errors))}</div>"]
+    parts = [f'<div class="banner {"pass" if report.ok else "fail"}">{_esc(report.headline)}</div>']
     if not report.complete:
         parts.append('<div class="banner warn">Incomplete run: some planned jobs have no shard; judged on what is '
                      "there.</div>")
@@ -125,13 +121,10 @@ def _coordcheck_body(run_dir: Path, probe: str | None) -> Body:
 
 
 def _sweep_body(run_dir: Path) -> Body:
-    from coordscope.lrsweep import analyse_sweep, job_losses, load_sweep
+    from coordscope.transfer import analyse_sweep, job_losses, load_sweep
 
     sweep = analyse_sweep(run_dir)
-    cls = "pass" if sweep.transfers else "fail"
-    parts = [f'<div class="banner {cls}">{_esc(sweep.verdict.upper())} · drift {_number(sweep.drift)} ± '
-             f"{_number(sweep.drift_stderr, '.2f')} log2 lr per doubling of width (tolerance ±{sweep.tolerance:g})"
-             "</div>"]
+    parts = [f'<div class="banner {"pass" if sweep.transfers else "fail"}">{_esc(sweep.headline)}</div>']
     parts += [f'<div class="banner warn">{_esc(w)}</div>' for w in sweep.warnings]
     curves = plots.sweep_curves(job_losses(load_sweep(run_dir), sweep.metric))
     figure = plots.lr_sweep_figure(curves, sweep.optima, drift=sweep.drift, title=f"{sweep.metric} loss")
@@ -174,23 +167,25 @@ def write_pngs(figures: Sequence[go.Figure], png_dir: str | os.PathLike[str], st
 
 
 def write_html_report(run_dir: str | os.PathLike[str], out: str | os.PathLike[str],
-                      png_dir: str | os.PathLike[str] | None = None, *, probe: str | None = None) -> Path:
+                      png_dir: str | os.PathLike[str] | None = None, *, probe: str | None = None,
+                      config: ConfigSource = None) -> Path:
     """Write the HTML report of the run (coord check or LR sweep) in ``run_dir`` to ``out``; with
-    ``png_dir``, also each figure as a PNG there. ``probe``: which recorded probe to judge (default rms).
+    ``png_dir``, also each figure as a PNG there. ``probe``: which recorded probe to judge (default rms);
+    ``config``: where ``[tool.coordscope]`` comes from (None: the nearest pyproject.toml), as for ``check``.
     Returns ``out``. Bad input (no run, unwritable output) raises a CoordscopeError."""
     run_dir = Path(run_dir)
     meta = read_meta(run_dir)
-    name = str(meta.get("run", run_dir.name))
-    if meta.get("kind", "coordcheck") == "lrsweep":
+    name = meta.run
+    if meta.kind == "lrsweep":
         before, figures, after = _sweep_body(run_dir)
         title = f"coordscope LR sweep · {name}"
     else:
-        before, figures, after = _coordcheck_body(run_dir, probe)
+        before, figures, after = _coordcheck_body(run_dir, probe, config)
         title = f"coordscope check · {name}"
     body = "\n".join([*before, _figure_html(figures), *after])
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{_esc(title)}</title>'
             f"<style>{_STYLE}</style></head><body><h1>{_esc(title)}</h1>"
-            f'<p class="meta">spec <code>{_esc(meta.get("spec", "?"))}</code> · written '
+            f'<p class="meta">spec <code>{_esc(meta.spec)}</code> · written '
             f"{time.strftime('%Y-%m-%d %H:%M')} from <code>{_esc(run_dir)}</code></p>{body}"
             f"<h2>Run</h2>{_meta_table(meta)}</body></html>\n")
     target = Path(out)

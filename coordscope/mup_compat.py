@@ -34,11 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from coordscope.coordcheck import run
 from coordscope.errors import ConfigError
-from coordscope.run import run
-from coordscope.shapes import OUTPUT
+from coordscope.outputs import OUTPUT
+from coordscope.runmeta import read_meta
 from coordscope.spec import Spec, load_spec
-from coordscope.store import load, read_meta
+from coordscope.store import load
 
 LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
     "xent": F.cross_entropy,
@@ -177,6 +178,6 @@ def get_coord_data(models: Mapping[int, Callable[[], nn.Module]] | Spec | str,
                   out=out if out is not None else tempfile.mkdtemp(prefix="coordscope-mup-"),
                   progress=show_progress)
     meta = read_meta(run_dir)
-    frame = to_mup_frame(run_dir, probe=probe, optimizer=name or str(meta["optimizer"]), lr=float(meta["lr"]))
+    frame = to_mup_frame(run_dir, probe=probe, optimizer=name or meta.optimizer, lr=float(meta.lr or 0.0))
     frame.attrs["run_dir"] = str(run_dir)
     return frame

@@ -280,7 +280,7 @@ def slope_heatmap(fits: pl.DataFrame, *, order: Sequence[str] | None = None, tit
 
 
 def sweep_curves(scores: pl.DataFrame) -> pl.DataFrame:
-    """Loss per (width, lr) over seeds from one score per job (``coordscope.lrsweep.job_losses``): ``loss``
+    """Loss per (width, lr) over seeds from one score per job (``coordscope.transfer.job_losses``): ``loss``
     the mean, ``lo``/``hi`` the spread; a width and lr where some seed diverged has an infinite mean."""
     return (scores.group_by("width", "lr")
             .agg(loss=pl.col("loss").mean(), lo=pl.col("loss").min(), hi=pl.col("loss").max())

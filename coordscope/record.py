@@ -5,7 +5,7 @@ leaf module (its output, tensors inside tuples and dicts included), on the model
 a pre-hook on every module to know which module is running (so taps can be named after their caller).
 Leaving it removes every hook — also when the forward or the loss raised — so a model is never left
 instrumented. What happens to a tensor is the sink's business (:mod:`coordscope.job` computes probe
-statistics; :mod:`coordscope.shapes` only notes shapes), which keeps this module free of any statistics.
+statistics; :mod:`coordscope.layers` only notes shapes), which keeps this module free of any statistics.
 
 :func:`on_grad_ready` does the same for parameters: it hands each one over the moment its gradient has
 been accumulated during backward, while its gradient is still in cache.
@@ -22,7 +22,7 @@ import torch
 from torch import nn
 from torch.utils.hooks import RemovableHandle
 
-from coordscope.shapes import OUTPUT, main_output, named_tensors
+from coordscope.outputs import OUTPUT, main_output, named_tensors
 
 Sink = Callable[[str, str, torch.Tensor, str], None]
 """``sink(name, site, tensor, module_type)`` with site ``act`` or ``act_grad``."""
@@ -73,11 +73,6 @@ class Recorder:
         self._stack.clear()
         if self in _ACTIVE:
             _ACTIVE.remove(self)
-
-    @property
-    def hook_count(self) -> int:
-        """Hooks currently registered (zero after the recorder is left)."""
-        return len(self._handles)
 
     def current_module(self) -> str:
         """Qualified name of the innermost module whose forward is running ('' for the model itself)."""

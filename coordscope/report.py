@@ -37,11 +37,12 @@ from typing import Any
 import polars as pl
 
 from coordscope.analysis import DEFAULT_TOLERANCE, Finding, Tolerance
+from coordscope.choices import FORMATS
 from coordscope.config import Override
 from coordscope.diagnose import Diagnosis
 from coordscope.errors import ConfigError
+from coordscope.runmeta import RunMeta
 
-FORMATS: tuple[str, ...] = ("text", "json", "junit", "markdown")
 _MARK = {"error": "FAIL", "warning": "WARN", "ok": "ok", "info": ""}
 _MD_MARK = {"error": "❌", "warning": "⚠️", "ok": "✅", "info": ""}
 
@@ -59,7 +60,7 @@ class Report:
     ok: bool
     complete: bool
     run_dir: Path
-    meta: Mapping[str, Any]
+    meta: RunMeta
     findings: list[Finding]
     fits: pl.DataFrame
     layers: pl.DataFrame
@@ -87,9 +88,9 @@ class Report:
         return {
             "ok": self.ok,
             "complete": self.complete,
-            "run": self.meta.get("run"),
+            "run": self.meta.run,
             "run_dir": str(self.run_dir),
-            "spec": self.meta.get("spec"),
+            "spec": self.meta.spec,
             "regime": self.regime,
             "probe": self.probe,
             "tolerance": {"absolute": self.tolerance.absolute, "sigma": self.tolerance.sigma},
@@ -102,6 +103,20 @@ class Report:
                 "expected_hi", "tolerance", "verdict", "severity", pl.col("layer_judged").alias("judged"),
             ).to_dicts()],
         }
+
+    @property
+    def headline(self) -> str:
+        """The verdict in one line — what ``check``, the HTML report, the dashboard and the demo all show:
+        PASS or FAIL, how many judged layer sites violate μP, the regime, and whether the run is complete."""
+        judged = self.judged.filter(pl.col("layer_judged")).height
+        if self.ok:
+            text = f"PASS: {judged} judged layer sites scale as μP predicts"
+        else:
+            text = f"FAIL: {len({f.key for f in self.errors})} of {judged} judged layer sites violate μP"
+        text += f" · regime: {self.regime}"
+        if not self.complete:
+            text += " · INCOMPLETE run (some jobs missing)"
+        return text
 
     def render(self, fmt: str = "text") -> str:
         """The report as ``text``, ``json``, ``junit`` or ``markdown``."""
@@ -136,26 +151,11 @@ def _slope_cell(row: Mapping[str, Any]) -> str:
     return _signed(row.get("slope")) + ("" if se is None or se != se else f" ± {se:.2f}")
 
 
-def _headline(report: Report) -> str:
-    judged = report.judged.filter(pl.col("layer_judged")).height
-    errors = {(f.name, f.site, f.probe) for f in report.errors}
-    if report.ok:
-        text = f"PASS: {judged} judged layer sites scale as μP predicts"
-    else:
-        text = f"FAIL: {len(errors)} of {judged} judged layer sites violate μP"
-    text += f" · regime: {report.regime}"
-    if not report.complete:
-        text += " · INCOMPLETE run (some jobs missing)"
-    return text
-
-
 def _context(report: Report) -> str:
     meta = report.meta
-    widths = meta.get("widths") or []
-    seeds = meta.get("seeds") or []
-    parts = [f"run {meta.get('run', report.run_dir.name)}", f"spec {meta.get('spec', '?')}",
-             f"widths {','.join(map(str, widths))}", f"seeds {len(seeds)}", f"steps 0..{meta.get('steps', '?')}",
-             f"{meta.get('optimizer', '?')} lr {meta.get('lr', '?')}", f"probe {report.probe}"]
+    parts = [f"run {meta.run}", f"spec {meta.spec}", f"widths {','.join(map(str, meta.widths))}",
+             f"seeds {len(meta.seeds)}", f"steps 0..{meta.steps}", f"{meta.optimizer or '?'} lr {meta.lr}",
+             f"probe {report.probe}"]
     return " · ".join(parts)
 
 
@@ -172,7 +172,7 @@ def render_text(report: Report) -> str:
         for r in _rows(report)
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    lines = [f"coordscope check · {_context(report)}", _headline(report), ""]
+    lines = [f"coordscope check · {_context(report)}", report.headline, ""]
     lines += ["  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
               for row in table]
     if report.diagnoses:
@@ -208,7 +208,7 @@ def render_markdown(report: Report) -> str:
     """A heading with the verdict, the findings table (or a line saying there are none), the diagnoses
     and, folded, every judged layer — for ``$GITHUB_STEP_SUMMARY`` and pull-request comments."""
     mark = "✅" if report.ok else "❌"
-    out = [f"### {mark} coordscope check: {_md_escape(_headline(report))}", "", f"_{_md_escape(_context(report))}_", ""]
+    out = [f"### {mark} coordscope check: {_md_escape(report.headline)}", "", f"_{_md_escape(_context(report))}_", ""]
     columns = ["", "layer", "site", "role", "step", "slope ± se", "expected", "verdict"]
     if report.findings:
         out += _md_header([*columns, "cause"])
@@ -237,7 +237,7 @@ def render_junit(report: Report) -> str:
     violation is a ``<failure>`` whose message is the verdict and whose text is the hint; warnings go to
     ``<system-out>``."""
     by_key = {f.key: f for f in report.findings}
-    suite_name = f"coordscope.{report.meta.get('run', report.run_dir.name)}"
+    suite_name = f"coordscope.{report.meta.run}"
     rows = _rows(report)
     suite = ET.Element("testsuite", name=suite_name, tests=str(len(rows)),
                        failures=str(sum(r["severity"] == "error" for r in rows)), errors="0", skipped="0")

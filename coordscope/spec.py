@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from coordscope.errors import SpecError
+from coordscope.errors import CoordscopeError, SpecError
+from coordscope.sample_models import SAMPLES  # the registry only: a table of names, no model code
 
 ModelFn = Callable[[int], nn.Module]
 BatchesFn = Callable[[], Iterable[Any]]
@@ -117,7 +118,13 @@ def _from_namespace(ns: Any, ref: str) -> Spec:
     )
 
 
-def _import_file(path: Path) -> ModuleType:
+def import_file(path: Path) -> ModuleType:
+    """Import a user's Python file (a spec or a probe) under a private name. Its folder goes on
+    ``sys.path`` first, as ``python file.py`` would put it, so that a spec can import the helper modules
+    that sit beside it (``from mymodels import build``)."""
+    folder = str(path.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     name = f"coordscope_user_spec_{abs(hash(str(path.resolve())))}"
     module_spec = importlib.util.spec_from_file_location(name, path)
     if module_spec is None or module_spec.loader is None:
@@ -151,8 +158,6 @@ def load_spec(ref: str | Spec) -> Spec:
         return ref
     if not isinstance(ref, str) or not ref.strip():
         raise SpecError("no spec given (a file, a module, module:attr or a sample name)")
-    from coordscope.sample_models import SAMPLES
-
     if ref in SAMPLES:
         return replace(load_spec(SAMPLES[ref].target), ref=ref)
     target, _, attr = ref.partition(":")
@@ -160,7 +165,7 @@ def load_spec(ref: str | Spec) -> Spec:
     if target.endswith(".py") or path.is_file():
         if not path.is_file():
             raise SpecError(f"spec file {target!r} does not exist")
-        module: ModuleType = _import_file(path)
+        module: ModuleType = import_file(path)
     else:
         module = _import_module(target, ref)
     if attr:
@@ -190,3 +195,39 @@ def first_batch(spec: Spec) -> Any:
         raise SpecError(f"spec {spec.ref!r}: batches() yielded nothing") from None
     except Exception as exc:
         raise SpecError(f"spec {spec.ref!r}: batches() raised {type(exc).__name__}: {exc}") from exc
+
+
+def checked_loss(spec: Spec, model: nn.Module, batch: Any, width: int, step: int) -> torch.Tensor:
+    """The spec's loss, with a failure or a non-scalar result turned into one line naming width and step."""
+    try:
+        loss = spec.compute_loss(model, batch)
+    except CoordscopeError:
+        raise
+    except Exception as exc:
+        raise SpecError(f"spec {spec.ref!r}: the loss raised at width {width}, step {step}: "
+                        f"{type(exc).__name__}: {exc}") from exc
+    if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+        raise SpecError(f"spec {spec.ref!r}: the loss must be a scalar tensor, got {type(loss).__name__}")
+    return loss
+
+
+def make_optimizer(spec: Spec, model: nn.Module, lr: float, width: int) -> torch.optim.Optimizer:
+    """The spec's optimizer, with a failure turned into one line naming the spec and the width."""
+    try:
+        return spec.make_optimizer(model, lr)
+    except CoordscopeError:
+        raise
+    except Exception as exc:
+        raise SpecError(f"spec {spec.ref!r}: optimizer(model, {lr:g}) raised at width {width}: "
+                        f"{type(exc).__name__}: {exc}") from exc
+
+
+def optimizer_step(spec: Spec, optimizer: torch.optim.Optimizer, width: int, step: int) -> None:
+    """``optimizer.step()``, with a failure of the user's optimizer turned into one line."""
+    try:
+        optimizer.step()
+    except CoordscopeError:
+        raise
+    except Exception as exc:
+        raise SpecError(f"spec {spec.ref!r}: the optimizer's step() raised at width {width}, step {step}: "
+                        f"{type(exc).__name__}: {exc}") from exc

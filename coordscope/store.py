@@ -1,18 +1,17 @@
-"""The coord-check store: a run directory of ``meta.json`` plus one Parquet shard per job.
+"""The coord-check store: a run directory of ``meta.json`` (:mod:`coordscope.runmeta`) plus one Parquet
+shard per job.
 
 Rows are long-format, one value each (:data:`SCHEMA`). A job streams its rows into a shard as steps
 complete (bounded row groups), under a temporary name that is renamed only when the job finishes, so a
-file with a final name is always a whole job. ``meta.json`` is replaced atomically too. Everything that
-reads runs — ``check``, the report, the app — goes through :func:`scan`/:func:`load` here.
+file with a final name is always a whole job. Everything that reads runs — ``check``, the report, the
+app — goes through :func:`scan`/:func:`load` here.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +20,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from coordscope.choices import SITES as SITES
 from coordscope.errors import ConfigError, StoreError
-
-SCHEMA_VERSION = 1
-
-SITES: tuple[str, ...] = ("act", "act_delta", "act_grad", "param", "param_grad", "param_update", "loss")
+from coordscope.runmeta import META, JobRecord, RunMeta, read_meta
 
 SCHEMA = pa.schema(
     [
@@ -44,55 +41,12 @@ SCHEMA = pa.schema(
 )
 CONTRACT_COLUMNS: tuple[str, ...] = ("run", "width", "seed", "step", "name", "site", "probe", "value")
 
-META = "meta.json"
 SHARD_GLOB = "shard-*.parquet"
 
 
 def shard_name(width: int, seed: int) -> str:
     """The final file name of the shard of job (width, seed)."""
     return f"shard-w{width}-s{seed}.parquet"
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def write_meta(run_dir: Path, meta: Mapping[str, Any]) -> None:
-    """Write ``meta.json`` atomically (a reader never sees half of it)."""
-    _atomic_write_text(Path(run_dir) / META, json.dumps(meta, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def read_meta(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """``meta.json`` of a run, checked for presence, syntax and schema version."""
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise StoreError(f"run directory {str(run_dir)!r} does not exist")
-    path = run_dir / META
-    if not path.is_file():
-        raise StoreError(f"{path}: missing (not a coordscope run directory, or the run never started)")
-    try:
-        meta = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise StoreError(f"{path}: not valid JSON ({exc})") from exc
-    if not isinstance(meta, dict):
-        raise StoreError(f"{path}: expected a JSON object")
-    version = meta.get("schema_version", 1)
-    if not isinstance(version, int) or version > SCHEMA_VERSION:
-        raise StoreError(
-            f"{path}: written by a newer coordscope (schema {version}, this one reads {SCHEMA_VERSION}); upgrade"
-        )
-    return meta
-
-
-def update_meta(run_dir: Path, **changes: Any) -> dict[str, Any]:
-    """Read, change and atomically rewrite ``meta.json``."""
-    meta = read_meta(run_dir)
-    meta.update(changes)
-    meta["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
-    write_meta(run_dir, meta)
-    return meta
 
 
 ROW_GROUP_ROWS = 1024
@@ -233,16 +187,16 @@ def remove_stale_temporaries(run_dir: str | os.PathLike[str]) -> int:
     return len(stale)
 
 
-def missing_jobs(run_dir: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+def missing_jobs(run_dir: str | os.PathLike[str], meta: RunMeta | None = None) -> list[JobRecord]:
     """The planned jobs of a run whose shard is not on disk (a killed or still-running run has some)."""
     meta = meta if meta is not None else read_meta(run_dir)
-    return [job for job in meta.get("jobs", []) if not (Path(run_dir) / str(job.get("shard", ""))).is_file()]
+    return [job for job in meta.jobs if not (Path(run_dir) / job.shard).is_file()]
 
 
-def is_complete(run_dir: str | os.PathLike[str], meta: Mapping[str, Any] | None = None) -> bool:
+def is_complete(run_dir: str | os.PathLike[str], meta: RunMeta | None = None) -> bool:
     """True when the run finished (status ``complete``) and every planned shard is there."""
     meta = meta if meta is not None else read_meta(run_dir)
-    return meta.get("status") == "complete" and not missing_jobs(run_dir, meta)
+    return meta.status == "complete" and not missing_jobs(run_dir, meta)
 
 
 def shard_paths(run_dir: str | os.PathLike[str]) -> list[Path]:
@@ -286,3 +240,20 @@ def load(run_dir: str | os.PathLike[str]) -> pl.DataFrame:
         raise
     except Exception as exc:
         raise StoreError(f"{run_dir}: cannot read shards ({type(exc).__name__}: {exc})") from exc
+
+
+def local_dir(out: str | os.PathLike[str]) -> Path:
+    """A local path for ``out``: a path, or a URI that pyarrow resolves to the local filesystem."""
+    text = os.fspath(out)
+    if "://" not in text:
+        return Path(text)
+    from pyarrow import fs
+
+    try:
+        filesystem, path = fs.FileSystem.from_uri(text)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
+        raise ConfigError(f"output {text!r}: not a filesystem URI pyarrow understands ({exc})") from None
+    if not isinstance(filesystem, fs.LocalFileSystem):
+        raise ConfigError(f"output {text!r}: only local directories and file:// URIs are supported "
+                          f"(got a {type(filesystem).__name__})")
+    return Path(path)

@@ -8,7 +8,7 @@ intermediate: it is the identity, and records the tensor only while coordscope i
 
 A torch function mode is not free: while it is active, *every* torch call and every Tensor method —
 those inside the recorder's own hooks included — goes through Python. So the mode covers a whole forward
-only once, when :func:`coordscope.shapes.infer_layers` finds out which modules call SDPA; a job then
+only once, when :func:`coordscope.layers.infer_layers` finds out which modules call SDPA; a job then
 enters it only inside those modules (:func:`sdpa_scope`). Measured on the GPT sample at width 512,
 the recorder's hooks cost 1.05× plain training without the mode and 1.18× inside a whole-forward one.
 """
@@ -27,7 +27,7 @@ from torch import nn
 from torch.overrides import TorchFunctionMode
 
 from coordscope.record import active_recorder
-from coordscope.shapes import Layer
+from coordscope.roles import Layer
 
 
 def tap(name: str, x: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from coordscope import corpus
+from coordscope.sample_models import corpus
 from coordscope.spec import Spec
 
 CRASH_WIDTH = 16

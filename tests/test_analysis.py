@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 import pytest
 
-from coordscope.analysis import Tolerance, analyse
+from coordscope.analysis import analyse
 from coordscope.checking import check_run
 from coordscope.config import Override
-from coordscope.store import SCHEMA_VERSION, ShardWriter, read_meta, scan, shard_name, write_meta
+from coordscope.runmeta import SCHEMA_VERSION, RunMeta, read_meta, write_meta
+from coordscope.store import ShardWriter, scan, shard_name
 
 WIDTHS = (64, 128, 256, 512)
 T_975_DOF10 = 2.228  # Student t, 97.5 % quantile, 10 degrees of freedom (4 widths × 3 seeds − 2)
@@ -57,13 +58,13 @@ def write_run(root: Path, curves: Sequence[Curve], *, widths: Sequence[int] = WI
                     shard.write(step, [c.name for c in curves], [c.site for c in curves], ["rms"] * len(curves),
                                 values, [c.role for c in curves], ["Linear"] * len(curves))
                 shard.commit()
-    write_meta(root, {
+    write_meta(root, RunMeta.from_json({
         "schema_version": SCHEMA_VERSION, "kind": "coordcheck", "run": root.name, "spec": "synthetic",
         "widths": list(widths), "seeds": list(seeds), "steps": steps, "lr": 0.01, "optimizer": optimizer,
         "probes": ["rms"], "status": "complete",
         "jobs": [{"width": w, "seed": s, "shard": shard_name(w, s)} for w in widths for s in seeds],
         "layers": {c.name: {"role": c.role, "module": "Linear", "shape": [], "scaling_dims": []} for c in curves},
-    })
+    }))
     return root
 
 
@@ -242,8 +243,8 @@ def test_attention_logits_not_shrinking_at_init_are_attn_sqrt_d_unless_heads_gro
     report = check_run(run)
     assert [(f.name, f.step, f.rule) for f in report.errors] == [("blocks.0.attn.attn_logits", 0, "attn_sqrt_d")]
     meta = read_meta(run)
-    meta["layers"]["blocks.0.attn.attn_logits"]["scaling_dims"] = [False, True, False, False]  # heads grow
-    write_meta(run, meta)
+    heads_grow = replace(meta.layers["blocks.0.attn.attn_logits"], scaling_dims=(False, True, False, False))
+    write_meta(run, replace(meta, layers={**meta.layers, "blocks.0.attn.attn_logits": heads_grow}))
     assert check_run(run).ok
 
 
@@ -262,14 +263,10 @@ def test_hidden_growth_at_init_only_is_a_warning_not_a_failure(tmp_path):
                                                                                "sp_init_constant_std")
 
 
-def test_analysis_stays_vectorised(tmp_path):
-    """Guards against a per-group Python loop creeping in: 100k rows must take well under a second even
-    on a loaded machine (the 1M-row figure is benchmarks/analysis_speed.py's job)."""
-    import time
-
+def test_many_layers_get_one_fit_per_layer_site_and_step(tmp_path):
+    """A wide store is judged whole (its speed is benchmarks/analysis_speed.py's job: no timing here)."""
     curves = [Curve(f"l{i}", site, "hidden", 0.0) for i in range(200) for site in ("act", "act_delta", "act_grad")]
     run = write_run(tmp_path / "run", curves, steps=13, seeds=(0, 1))  # 600 × 14 × 8 = 67,200 rows
-    start = time.perf_counter()
-    report = check_run(run, tolerance=Tolerance())
-    assert time.perf_counter() - start < 1.5
-    assert report.fits.height == 600 * 14 - 200
+    report = check_run(run)
+    assert report.fits.height == 600 * 14 - 200  # act_delta at t = 0 is zero by definition: no fit
+    assert report.ok

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from coordscope.app.data import ROOT_ENV
 from coordscope.cli import main
 from coordscope.cli.app import LOCALHOST, streamlit_command
 from coordscope.lrsweep import sweep
-from coordscope.store import read_meta, shard_paths, write_meta
+from coordscope.runmeta import read_meta, write_meta
+from coordscope.store import shard_paths
 
 MAIN = str(Path(coordscope.app.__file__).parent / "main.py")
 TIMEOUT = 120  # seconds per script run: generous, the test machines are small and shared
@@ -173,7 +175,7 @@ def test_a_run_still_being_written_is_shown_with_what_is_there(monkeypatch, root
     for shard in shard_paths(run):
         if "-w512-" in shard.name:
             shard.rename(run / f".{shard.name}.123.tmp")  # as a job that is still writing leaves it
-    write_meta(run, {**read_meta(run), "status": "running"})
+    write_meta(run, replace(read_meta(run), status="running"))
     at = _app(monkeypatch, tmp_path)
     assert any("'running'" in w.value and "9 of 12 jobs" in w.value for w in at.warning)
     (figure,) = _figures(at)
@@ -181,7 +183,7 @@ def test_a_run_still_being_written_is_shown_with_what_is_there(monkeypatch, root
     # the last job lands: the next rerun reads it (the cache is keyed on the shards on disk)
     for tmp in run.glob(".shard-*.tmp"):
         tmp.rename(run / tmp.name[1:].rsplit(".", 2)[0])
-    write_meta(run, {**read_meta(run), "status": "complete"})
+    write_meta(run, replace(read_meta(run), status="complete"))
     at.run()
     assert not at.warning
     assert _figures(at)[0]["layout"]["xaxis"]["tickvals"] == [64, 128, 256, 512]
@@ -219,7 +221,8 @@ def test_demo_records_sp_and_mup_and_keeps_complete_runs(tmp_path) -> None:
     argv = ["demo", "--runs", str(tmp_path), "--no-app", "--no-sweep"]
     first = CliRunner().invoke(main, argv)
     assert first.exit_code == 0, first.output
-    assert "mlp-sp: FAIL · regime SP-like" in first.output and "mlp-mup: PASS · regime μP-like" in first.output
+    assert "mlp-sp: FAIL: " in first.output and "regime: SP-like" in first.output
+    assert "mlp-mup: PASS: " in first.output and "regime: μP-like" in first.output
     assert {p.name for p in tmp_path.iterdir()} == {"mlp-sp", "mlp-mup"}
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/shard-*.parquet")}
     second = CliRunner().invoke(main, argv)

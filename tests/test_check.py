@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shutil
 import xml.etree.ElementTree as ET
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 
 import coordscope.checking as api
 from coordscope.cli import main
-from coordscope.store import read_meta, write_meta
+from coordscope.runmeta import read_meta, write_meta
 from coordscope.testing import assert_mup
 
 GRID = {"widths": [64, 128, 256, 512], "steps": 5}
@@ -33,7 +34,7 @@ def test_mup_passes_for_other_seed_sets(tmp_path, seeds):
     report = api.check("mlp-mup", seeds=seeds, out=tmp_path / "run", progress=False, **GRID)
     assert report.ok and report.complete, report.render("text")
     assert report.findings == [] and report.regime == "μP-like"
-    assert read_meta(report.run_dir)["seeds"] == seeds
+    assert list(read_meta(report.run_dir).seeds) == seeds
 
 
 def test_mup_passes_on_the_recorded_run(mlp_runs):
@@ -123,7 +124,7 @@ def test_check_a_spec_records_it_first(tmp_path):
     code, stdout, stderr = cli("check", "mlp-sp", "--widths", "64,256", "--steps", "2", "--seeds", "2",
                                "--out", str(out))
     assert code == 1, stdout + stderr
-    assert read_meta(out)["widths"] == [64, 256] and "readout" in stdout
+    assert read_meta(out).widths == (64, 256) and "readout" in stdout
 
 
 def test_assert_mup_passes_quietly_and_fails_with_the_table(mlp_runs):
@@ -147,17 +148,16 @@ def _copy(run: str, tmp_path: Path) -> Path:
 def _one_width(run: str, tmp_path: Path) -> str:
     copy = _copy(run, tmp_path)
     meta = read_meta(copy)
-    for job in meta["jobs"]:
-        if job["width"] != 64:
-            (copy / job["shard"]).unlink()
-    meta.update(widths=[64], jobs=[j for j in meta["jobs"] if j["width"] == 64])
-    write_meta(copy, meta)
+    for job in meta.jobs:
+        if job.width != 64:
+            (copy / job.shard).unlink()
+    write_meta(copy, replace(meta, widths=(64,), jobs=tuple(j for j in meta.jobs if j.width == 64)))
     return str(copy)
 
 
 def _incomplete(run: str, tmp_path: Path) -> str:
     copy = _copy(run, tmp_path)
-    (copy / read_meta(copy)["jobs"][-1]["shard"]).unlink()
+    (copy / read_meta(copy).jobs[-1].shard).unlink()
     return str(copy)
 
 

@@ -11,7 +11,8 @@ import pytest
 
 import coordscope
 from coordscope.errors import StoreError
-from coordscope.store import is_complete, read_meta
+from coordscope.runmeta import read_meta
+from coordscope.store import is_complete
 
 
 @pytest.mark.slow
@@ -25,7 +26,7 @@ def test_two_runs_at_once_and_a_reader_during_the_write(tmp_path):
     rows_per_job = None
     while any(p.poll() is None for p in procs.values()):
         try:
-            status = read_meta(tmp_path / "mup")["status"]  # read before the shards: the run may finish between
+            status = read_meta(tmp_path / "mup").status  # read before the shards: the run may finish between
             frame = coordscope.load(tmp_path / "mup")
         except StoreError as exc:  # not started, or no job finished yet: said in one line
             assert any(s in str(exc) for s in ("no finished shards yet", "missing", "does not exist"))

@@ -52,11 +52,6 @@ def test_full_table_is_read(tmp_path):
                                 Override("hidden.*", "*", ignore=True))
 
 
-def test_flags_win_over_the_file(tmp_path):
-    config = load_config(_pyproject(tmp_path, FULL))
-    assert config.run_kwargs(widths=[8, 16], steps=None) == {**config.run, "widths": [8, 16]}
-
-
 def test_nearest_pyproject_is_found_walking_up(tmp_path, monkeypatch):
     _pyproject(tmp_path, FULL)
     deep = tmp_path / "a" / "b"

@@ -8,8 +8,8 @@ import sys
 import pytest
 import torch
 
-from coordscope import corpus
 from coordscope.errors import ConfigError
+from coordscope.sample_models import corpus
 
 
 def test_text_is_ascii_ids_of_the_sorted_stdlib_sources() -> None:
@@ -55,7 +55,7 @@ def test_streams_depend_on_the_seed_alone() -> None:
 
 
 def test_same_bytes_in_a_fresh_process() -> None:
-    code = "from coordscope import corpus; print(int(corpus.split('heldout').sum()), len(corpus.split('train')))"
+    code = "from coordscope.sample_models import corpus; print(int(corpus.split('heldout').sum()), len(corpus.split('train')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert [int(v) for v in out] == [int(corpus.split("heldout").sum()), len(corpus.split("train"))]
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from coordscope.job import Job, StepStats, record_job
-from coordscope.shapes import infer_layers
+from coordscope.job import Job, record_job
+from coordscope.layers import infer_layers
 from coordscope.spec import load_spec
+from coordscope.stats import StepStats
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -12,7 +12,8 @@ from click.testing import CliRunner
 
 import coordscope
 from coordscope.cli import main
-from coordscope.store import SCHEMA_VERSION, is_complete
+from coordscope.runmeta import SCHEMA_VERSION
+from coordscope.store import is_complete
 
 
 @pytest.fixture(scope="module")

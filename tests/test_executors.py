@@ -13,9 +13,10 @@ import pytest
 
 from coordscope.errors import ConfigError
 from coordscope.executors import WorkerDied, execute
-from coordscope.lrsweep import analyse_sweep, load_sweep, shard_name, sweep
+from coordscope.lrsweep import shard_name, sweep
+from coordscope.runmeta import read_meta
 from coordscope.spec import load_spec
-from coordscope.store import read_meta
+from coordscope.transfer import analyse_sweep, load_sweep
 
 SPEC = str(Path(__file__).with_name("sweep_spec.py"))
 GRID = {"widths": [8, 16, 32], "lrs": [2.0**-8, 2.0**-5, 2.0**-2], "steps": 6, "seeds": 2}
@@ -48,7 +49,7 @@ def inline_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_processes_give_the_same_rows_as_inline(inline_sweep: Path, tmp_path: Path) -> None:
     run_dir = sweep(SPEC, **GRID, out=tmp_path / "sweep", executor="processes", workers=2)
     _assert_same_rows(inline_sweep, run_dir)
-    assert read_meta(run_dir)["status"] == "complete"
+    assert read_meta(run_dir).status == "complete"
 
 
 @pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed (coordscope[ray])")
@@ -87,7 +88,7 @@ def test_a_killed_worker_fails_only_its_own_jobs(tmp_path: Path) -> None:
     run_dir = tmp_path / "sweep"
     shards = sorted(p.name for p in run_dir.glob("shard-*"))
     assert shards == sorted(shard_name(w, i, 0) for w in (8, 32) for i in range(3))
-    assert read_meta(run_dir)["status"] == "incomplete"
+    assert read_meta(run_dir).status == "incomplete"
     report = analyse_sweep(run_dir)
     assert not report.complete and not report.ok and any("3 of 9 jobs" in w for w in report.warnings)
 

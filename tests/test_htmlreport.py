@@ -38,7 +38,7 @@ def test_sp_report_is_self_contained_with_figures_and_verdicts(mlp_runs, tmp_pat
     assert {"hidden.0", "readout"} <= violating
     assert figures[0]["layout"]["xaxis"]["type"] == "log" and figures[0]["layout"]["yaxis"]["type"] == "log"
     assert figures[2]["data"][0]["type"] == "heatmap"
-    assert "FAIL · regime SP-like" in page
+    assert "FAIL: " in page and "regime: SP-like" in page
     verdicts = page[page.index("<h2>Verdicts"):]
     assert "<td>hidden.0</td><td>act_delta</td>" in verdicts and "<td>exploding</td>" in verdicts
     assert 'class="error"' in verdicts
@@ -46,7 +46,7 @@ def test_sp_report_is_self_contained_with_figures_and_verdicts(mlp_runs, tmp_pat
 
 def test_mup_report_passes(mlp_runs, tmp_path: Path) -> None:
     page = write_html_report(mlp_runs["mlp-mup"], tmp_path / "mup.html").read_text(encoding="utf-8")
-    assert "PASS · regime μP-like" in page and "No findings" in page
+    assert "PASS: " in page and "regime: μP-like" in page and "No findings" in page
     assert not any(t.get("meta", {}).get("violating") for f in _figures(page) for t in f["data"])
 
 

@@ -14,17 +14,10 @@ from click.testing import CliRunner
 from coordscope.cli import main
 from coordscope.cli.options import parse_log2_grid
 from coordscope.errors import ConfigError, StoreError
-from coordscope.lrsweep import (
-    analyse_sweep,
-    fit_drift,
-    job_losses,
-    load_sweep,
-    local_dir,
-    refine_optimum,
-    shard_name,
-    sweep,
-)
-from coordscope.store import read_meta
+from coordscope.lrsweep import shard_name, sweep
+from coordscope.runmeta import read_meta
+from coordscope.store import local_dir
+from coordscope.transfer import analyse_sweep, fit_drift, job_losses, load_sweep, refine_optimum
 
 SPEC = str(Path(__file__).with_name("sweep_spec.py"))
 LRS = [2.0**-8, 2.0**-5, 2.0**-2]
@@ -39,8 +32,8 @@ def tiny_sweep(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_sweep_stores_train_and_heldout_losses_per_job(tiny_sweep: Path) -> None:
     meta = read_meta(tiny_sweep)
-    assert meta["kind"] == "lrsweep" and meta["status"] == "complete"
-    assert meta["lrs"] == [*LRS, 1e30] and meta["seeds"] == [0, 1] and meta["steps"] == 12
+    assert meta.kind == "lrsweep" and meta.status == "complete"
+    assert meta.lrs == (*LRS, 1e30) and meta.seeds == (0, 1) and meta.steps == 12
     assert sorted(p.name for p in tiny_sweep.glob("shard-*")) == sorted(
         shard_name(w, i, s) for w in (8, 16) for i in range(4) for s in (0, 1))
     rows = load_sweep(tiny_sweep)
@@ -143,7 +136,8 @@ def test_bad_inputs(tmp_path: Path) -> None:
         sweep(SPEC, widths=[8, 16], lrs=LRS[::-1], steps=2, out=tmp_path / "b")
     with pytest.raises(StoreError, match="not an LR sweep"):
         (tmp_path / "c").mkdir()
-        (tmp_path / "c" / "meta.json").write_text('{"kind": "coordcheck"}')
+        (tmp_path / "c" / "meta.json").write_text(json.dumps({
+            "kind": "coordcheck", "run": "c", "spec": "s", "widths": [8, 16], "seeds": [0], "steps": 1, "jobs": []}))
         load_sweep(tmp_path / "c")
 
 

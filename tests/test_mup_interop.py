@@ -61,8 +61,8 @@ PLAIN_ADAM = spec(lambda model, lr: torch.optim.Adam(model.parameters(), lr=lr))
 
 def test_roles_come_from_infshape(tmp_path) -> None:
     run_dir = coordscope.run(MU_ADAM, widths=[64, 128], steps=1, seeds=1, out=tmp_path / "run", progress=False)
-    layers = coordscope.read_meta(run_dir)["layers"]
-    roles = {name: layers[name]["role"] for name in ("input.weight", "hidden.weight", "readout.weight",
+    layers = coordscope.read_meta(run_dir).layers
+    roles = {name: layers[name].role for name in ("input.weight", "hidden.weight", "readout.weight",
                                                      "hidden.bias", "readout.bias")}
     assert roles == {"input.weight": "input", "hidden.weight": "hidden", "readout.weight": "output",
                      "hidden.bias": "vector", "readout.bias": "fixed"}

@@ -7,7 +7,8 @@ import math
 import pytest
 import torch
 
-from coordscope.probe import ProbeContext, resolve_probes
+from coordscope.probe import ProbeContext
+from coordscope.probe_select import resolve_probes
 
 CTX = ProbeContext("x", "act", (), None, 8, 0)
 

@@ -14,8 +14,9 @@ import coordscope
 from coordscope import Spec
 from coordscope.errors import ProbeError, SpecError
 from coordscope.job import Job, record_job
-from coordscope.shapes import infer_layers
-from coordscope.store import SITES, read_meta, shard_paths
+from coordscope.layers import infer_layers
+from coordscope.runmeta import read_meta
+from coordscope.store import SITES, shard_paths
 
 LR = 0.1
 
@@ -114,7 +115,7 @@ def test_mlp_run_covers_every_width_seed_step_and_site(tmp_path):
     run_dir = coordscope.run("mlp-mup", widths=[64, 128, 256, 512], steps=5, seeds=3, out=tmp_path / "run",
                              progress=False)
     meta = read_meta(run_dir)
-    assert meta["status"] == "complete" and meta["kind"] == "coordcheck"
+    assert meta.status == "complete" and meta.kind == "coordcheck"
     assert len(shard_paths(run_dir)) == 12
     table = pq.ParquetDataset([str(p) for p in shard_paths(run_dir)]).read()
     assert table.column_names[:8] == ["run", "width", "seed", "step", "name", "site", "probe", "value"]
@@ -194,7 +195,7 @@ def test_no_hook_is_left_after_a_run_or_after_the_loss_raises(tmp_path):
     from coordscope.record import active_recorder
 
     assert active_recorder() is None
-    assert read_meta(tmp_path / "bad")["status"] == "incomplete"
+    assert read_meta(tmp_path / "bad").status == "incomplete"
     files = sorted(p.name for p in (tmp_path / "bad").iterdir())
     assert files == ["meta.json", "shard-w4-s0.parquet"]  # the failed job left no file, not even a temp one
 
@@ -307,7 +308,7 @@ def test_attention_logits_and_user_taps_are_recorded_without_editing_the_model(t
     causal = torch.ones(6, 6, dtype=torch.bool).tril()
     assert logits["value"][0] == pytest.approx(rms(scores[..., causal]), rel=1e-5)
     assert {"attn.mixed"} <= set(frame.filter(site="act_grad")["name"])
-    assert read_meta(run_dir)["layers"]["attn.attn_logits"]["role"] == "attn_logits"
+    assert read_meta(run_dir).layers["attn.attn_logits"].role == "attn_logits"
     # outside a run, tap() is the identity and records nothing
     y = torch.randn(3)
     assert coordscope.tap("x", y) is y

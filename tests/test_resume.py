@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import coordscope
-from coordscope.store import is_complete, missing_jobs, read_meta, shard_paths
+from coordscope.runmeta import read_meta
+from coordscope.store import is_complete, missing_jobs, shard_paths
 
 ARGS = ["mlp-mup", "--widths", "64,128,256,512", "--steps", "25", "--seeds", "2"]
 KEY = ["width", "seed", "step", "name", "site", "probe"]
@@ -59,7 +60,7 @@ def test_killed_run_keeps_finished_shards_and_resumes_exactly(tmp_path, referenc
     out = tmp_path / "run"
     _kill_after(out, shards)
     meta = read_meta(out)
-    assert meta["status"] == "running" and not is_complete(out)
+    assert meta.status == "running" and not is_complete(out)
     finished = shard_paths(out)
     assert len(finished) >= shards and len(missing_jobs(out)) == 8 - len(finished)
     for path in finished:  # every file under a final name is a whole, readable job

@@ -9,7 +9,7 @@ from torch import nn
 
 import coordscope
 from coordscope import Spec
-from coordscope.shapes import Layer
+from coordscope.roles import Layer
 from coordscope.taps import sdpa_callers, sdpa_scope
 
 

@@ -1,12 +1,18 @@
 """The ``coordscope`` command line: one click group, one module per command.
 
-Every :class:`coordscope.errors.CoordscopeError` (bad input the user can fix) becomes one line on stderr
-and exit code 2, never a traceback. Exit code 1 is reserved for "μP violations found" (``check``, ``sweep``).
+Every :class:`coordscope.errors.CoordscopeError` (bad input the user can fix — an exception raised by the
+user's own model, loss or optimizer included) becomes one line on stderr and exit code 2, never a
+traceback; ``coordscope --traceback COMMAND`` prints the whole chain instead, to debug the user's code.
+Exit code 1 is reserved for "μP violations found" (``check``, ``sweep``).
+
+Starting is cheap: this module and the command modules import neither torch nor streamlit at the top,
+so ``--help``, ``--version`` and ``samples`` answer at once; each command imports what it runs.
 """
 
 from __future__ import annotations
 
 import sys
+import traceback
 from typing import Any
 
 import click
@@ -25,6 +31,8 @@ class _Group(click.Group):
             code = super().main(args=args, prog_name=prog_name or "coordscope", complete_var=complete_var,
                                 standalone_mode=False, **extra)
         except CoordscopeError as exc:
+            if _SHOW_TRACEBACK[0]:
+                traceback.print_exception(exc)
             click.echo(f"coordscope: error: {exc}", err=True)
             sys.exit(2)
         except click.UsageError as exc:
@@ -40,8 +48,18 @@ class _Group(click.Group):
         sys.exit(code if isinstance(code, int) else 0)
 
 
+_SHOW_TRACEBACK = [False]
+
+
+def _show_traceback(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    _SHOW_TRACEBACK[0] = value
+
+
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="coordscope")
+@click.option("--traceback", is_flag=True, expose_value=False, callback=_show_traceback,
+              help="On bad input, also print the full traceback (e.g. of an exception raised by your model, "
+                   "loss or optimizer).")
 def main() -> None:
     """coordscope: coordinate checks for μP.
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import click
 
-from coordscope.cli.options import run_kwargs, run_options
-from coordscope.report import FORMATS
+from coordscope.choices import FORMATS
+from coordscope.cli.options import config_option, run_kwargs, run_options
 
 
 @click.command()
@@ -26,8 +26,7 @@ from coordscope.report import FORMATS
 @click.option("--probe", "judge_probe", help="Which recorded probe to judge (default rms).")
 @click.option("--tolerance", type=float, help="Absolute slope tolerance (default 0.25).")
 @click.option("--sigma", type=float, help="Standard errors of slack when larger than --tolerance (default 3).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="pyproject.toml to read [tool.coordscope] from (default: the nearest one).")
+@config_option
 @run_options
 def check(target: str, fmt: str, output: str | None, allow_incomplete: bool, overrides: tuple[str, ...],
           judge_probe: str | None, tolerance: float | None, sigma: float | None, config_path: str | None,

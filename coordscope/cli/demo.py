@@ -19,7 +19,8 @@ SWEEP_STEPS = 80
 
 def _record(run_dir: Path, record: Callable[..., Path]) -> None:
     """Run ``record`` into ``run_dir`` unless it already holds a complete run; resume a partial one."""
-    from coordscope.store import META, is_complete
+    from coordscope.runmeta import META
+    from coordscope.store import is_complete
 
     if (run_dir / META).is_file() and is_complete(run_dir):
         click.echo(f"  {run_dir}: complete, kept")
@@ -29,7 +30,7 @@ def _record(run_dir: Path, record: Callable[..., Path]) -> None:
 
 def record_demo(runs: Path, *, sweep: bool = True) -> list[Path]:
     """Record the demo's runs under ``runs`` (skipping complete ones) and return their directories."""
-    from coordscope.run import run
+    from coordscope.coordcheck import run
 
     dirs = []
     for name in COORD_CHECKS:
@@ -48,14 +49,12 @@ def record_demo(runs: Path, *, sweep: bool = True) -> list[Path]:
 
 def _summary(run_dir: Path) -> str:
     from coordscope.checking import check_run
-    from coordscope.lrsweep import analyse_sweep
-    from coordscope.store import read_meta
+    from coordscope.runmeta import read_meta
+    from coordscope.transfer import analyse_sweep
 
-    if read_meta(run_dir).get("kind") == "lrsweep":
-        result = analyse_sweep(run_dir)
-        return f"{result.verdict} (optimum drift {result.drift:+.2f} log2 lr per doubling of width)"
-    report = check_run(run_dir)
-    return f"{'PASS' if report.ok else 'FAIL'} · regime {report.regime} · {len(report.errors)} failing layer sites"
+    if read_meta(run_dir).kind == "lrsweep":
+        return analyse_sweep(run_dir).headline
+    return check_run(run_dir).headline
 
 
 @click.command()

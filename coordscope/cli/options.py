@@ -1,7 +1,7 @@
 """Parsing of the flags several commands share (widths, seeds, learning rates, probes, output).
 
 Parsers turn text into values and raise :class:`ConfigError` naming the flag; whether a value makes
-sense (sorted widths, positive lr, …) is checked once, in :mod:`coordscope.plan`, so the Python API and
+sense (sorted widths, positive lr, …) is checked once, in :mod:`coordscope.settings`, so the Python API and
 the CLI refuse the same inputs with the same words.
 """
 
@@ -13,6 +13,7 @@ from typing import Any, TypeVar
 
 import click
 
+from coordscope.choices import DTYPES, EXECUTORS
 from coordscope.errors import ConfigError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,16 +90,21 @@ def run_options(fn: F) -> F:
                      help="Run directory to create (default runs/<spec>-<time>)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing non-empty run directory."),
         click.option("--resume", is_flag=True, help="Continue an interrupted run in --out: only missing jobs run."),
-        click.option("--executor", type=click.Choice(["inline", "processes", "ray"]),
+        click.option("--executor", type=click.Choice(EXECUTORS),
                      help="Where jobs run (default inline)."),
         click.option("--workers", type=int, help="Worker processes for --executor processes/ray."),
         click.option("--device", help="Torch device, e.g. cpu or cuda (default cpu)."),
-        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16", "float64"]),
+        click.option("--dtype", type=click.Choice(DTYPES),
                      help="Parameter dtype (default float32)."),
     ]
     for option in reversed(options):
         fn = option(fn)
     return fn
+
+
+config_option = click.option(
+    "--config", "config_path", type=click.Path(dir_okay=False),
+    help="pyproject.toml to read [tool.coordscope] from (default: the nearest one above the working directory).")
 
 
 def run_kwargs(params: dict[str, Any]) -> dict[str, Any]:

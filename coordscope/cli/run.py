@@ -6,13 +6,12 @@ from typing import Any
 
 import click
 
-from coordscope.cli.options import run_kwargs, run_options
+from coordscope.cli.options import config_option, run_kwargs, run_options
 
 
 @click.command()
 @click.argument("spec")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False),
-              help="pyproject.toml to read [tool.coordscope] from (default: the nearest one).")
+@config_option
 @run_options
 def run(spec: str, config_path: str | None, **params: Any) -> None:
     """Record a coordinate check of SPEC: a .py file, a module, module:attr or a sample name
@@ -22,8 +21,7 @@ def run(spec: str, config_path: str | None, **params: Any) -> None:
     size of every activation, gradient and update into a Parquet shard under --out. Unset flags come from
     [tool.coordscope] in the nearest pyproject.toml, then from the spec's DEFAULTS.
     """
-    from coordscope.config import load_config
-    from coordscope.run import run as record
+    from coordscope.coordcheck import run as record
 
-    run_dir = record(spec, **load_config(config_path).run_kwargs(**run_kwargs(params)))
+    run_dir = record(spec, config=config_path, **run_kwargs(params))
     click.echo(f"recorded {run_dir}  (check it: coordscope check {run_dir})")

@@ -6,7 +6,8 @@ import sys
 
 import click
 
-from coordscope.cli.options import parse_int_list, parse_log2_grid, parse_seeds
+from coordscope.choices import EXECUTORS, SWEEP_FORMATS, SWEEP_METRICS
+from coordscope.cli.options import config_option, parse_int_list, parse_log2_grid, parse_seeds
 
 
 @click.command()
@@ -19,31 +20,33 @@ from coordscope.cli.options import parse_int_list, parse_log2_grid, parse_seeds
 @click.option("--seeds", help="A count N (seeds 0..N-1) or a comma list of seeds (default 1).")
 @click.option("--out", type=click.Path(file_okay=True, dir_okay=True),
               help="Sweep directory to create, or a file:// URI (default runs/<spec>-<time>).")
-@click.option("--executor", type=click.Choice(["inline", "processes", "ray"]), default="inline",
-              show_default=True, help="Where jobs run.")
+@click.option("--executor", type=click.Choice(EXECUTORS), help="Where jobs run (default inline).")
 @click.option("--workers", type=int, help="Worker processes (processes) or CPUs of a local Ray instance.")
+@click.option("--device", help="Torch device, e.g. cpu or cuda (default cpu).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing sweep directory.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted sweep in --out: only missing jobs run.")
-@click.option("--metric", type=click.Choice(["heldout", "train"]), default="heldout", show_default=True,
-              help="Score of a job: its held-out loss at the end, or its mean train loss over the last 10% "
-                   "of steps.")
-@click.option("--tolerance", type=float, default=0.25, show_default=True,
-              help="Largest |drift| (log2 LR per doubling of width) that still counts as transferring.")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--metric", type=click.Choice(SWEEP_METRICS),
+              help="Score of a job: its held-out loss at the end (default), or its mean train loss over the "
+                   "last 10% of steps.")
+@click.option("--tolerance", type=float,
+              help="Largest |drift| (log2 LR per doubling of width) that still counts as transferring (default 0.25).")
+@click.option("--format", "fmt", type=click.Choice(SWEEP_FORMATS), default="text", show_default=True)
+@config_option
 def sweep(spec: str, widths: str | None, lrs: str | None, steps: int | None, seeds: str | None, out: str | None,
-          executor: str, workers: int | None, overwrite: bool, resume: bool, metric: str, tolerance: float,
-          fmt: str) -> None:
+          executor: str | None, workers: int | None, device: str | None, overwrite: bool, resume: bool,
+          metric: str | None, tolerance: float | None, fmt: str, config_path: str | None) -> None:
     """Sweep the learning rate of SPEC (a .py file, module, module:attr or sample name such as
     gpt-mup-sweep) at several widths, and judge whether the optimum transfers across width.
 
     Every (width, lr, seed) job trains for --steps steps on the spec's data stream; its train losses and
     final held-out loss go into a Parquet shard under --out. Per width, the optimal log2 LR is the grid
     minimum refined by a parabola through its neighbours; the drift is its slope against log2 width.
-    A diverged job (NaN/inf loss) is recorded and the sweep goes on.
+    A diverged job (NaN/inf loss) is recorded and the sweep goes on. Unset flags come from
+    [tool.coordscope.sweep] in the nearest pyproject.toml, then from the spec's DEFAULTS["sweep"].
     Exit codes: 0 the optimum transfers, 1 it drifts, 2 bad input.
     """
-    from coordscope.lrsweep import analyse_sweep
     from coordscope.lrsweep import sweep as run_sweep
+    from coordscope.transfer import analyse_sweep
 
     run_dir = run_sweep(
         spec,
@@ -51,9 +54,10 @@ def sweep(spec: str, widths: str | None, lrs: str | None, steps: int | None, see
         lrs=parse_log2_grid("--lrs", lrs) if lrs else None,
         steps=steps,
         seeds=parse_seeds(seeds) if seeds else None,
-        out=out, executor=executor, workers=workers, overwrite=overwrite, resume=resume,
+        out=out, executor=executor, workers=workers, device=device, overwrite=overwrite, resume=resume,
+        config=config_path,
     )
-    report = analyse_sweep(run_dir, metric=metric, tolerance=tolerance)
+    report = analyse_sweep(run_dir, metric=metric, tolerance=tolerance, config=config_path)
     click.echo(report.render(fmt), nl=False)
     if fmt == "text":
         click.echo(f"sweep recorded in {run_dir}", err=True)

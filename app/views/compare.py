@@ -6,6 +6,7 @@ import streamlit as st
 
 from coordscope import plots
 from coordscope.app import data, ui
+from coordscope.runmeta import RunMeta
 
 st.title("Compare")
 first = ui.pick_run("coordcheck", label="Run A")
@@ -46,16 +47,13 @@ st.subheader("Metadata")
 KEYS = ("spec", "widths", "seeds", "steps", "lr", "optimizer", "probes", "device", "dtype", "status", "created")
 
 
-def _row(meta: dict, key: str) -> str:
-    value = meta.get(key)
-    return ", ".join(map(str, value)) if isinstance(value, list) else ("" if value is None else str(value))
+def _column(meta: RunMeta) -> list[str]:
+    data = meta.to_json()
+    cells = [", ".join(map(str, v)) if isinstance(v := data.get(key), list) else ("" if v is None else str(v))
+             for key in KEYS]
+    return cells + [meta.versions.get(v, "") for v in ("coordscope", "torch")]
 
 
-table = pl.DataFrame({
-    "setting": [*KEYS, "coordscope", "torch"],
-    first.name: [_row(run_a.meta, k) for k in KEYS] + [str((run_a.meta.get("versions") or {}).get(v, ""))
-                                                       for v in ("coordscope", "torch")],
-    second.name: [_row(run_b.meta, k) for k in KEYS] + [str((run_b.meta.get("versions") or {}).get(v, ""))
-                                                        for v in ("coordscope", "torch")],
-})
+table = pl.DataFrame({"setting": [*KEYS, "coordscope", "torch"], first.name: _column(run_a.meta),
+                      second.name: _column(run_b.meta)})
 st.dataframe(table, hide_index=True, key="metadata")

@@ -1,3 +1,3 @@
 """The built-in probes, written only against the public probe API (so they double as its examples)."""
 
-from coordscope.probes import builtin as builtin  # noqa: F401  (registers rms, l1, absmax)
+from . import builtin as builtin  # noqa: F401  (registers rms, l1, absmax)

@@ -6,7 +6,7 @@ import streamlit as st
 from coordscope import plots
 from coordscope.app import data, ui
 from coordscope.errors import CoordscopeError
-from coordscope.store import read_meta
+from coordscope.runmeta import read_meta
 
 st.title("LR sweep")
 entry = ui.pick_run("lrsweep")
@@ -20,12 +20,7 @@ except CoordscopeError as exc:
     st.error(str(exc))
     st.stop()
 ui.show_status(read_meta(entry.path), entry.path)
-drift = (f"drift {sweep.drift:+.2f} ± {sweep.drift_stderr:.2f} log2 lr per doubling of width "
-         f"(tolerance ±{sweep.tolerance:g})")
-if sweep.transfers:
-    st.success(f"TRANSFERS · {drift}")
-else:
-    st.error(f"DOES NOT TRANSFER · {drift}")
+(st.success if sweep.transfers else st.error)(sweep.headline)
 for warning in sweep.warnings:
     st.warning(warning)
 st.plotly_chart(plots.lr_sweep_figure(curves, sweep.optima, drift=sweep.drift,

@@ -29,7 +29,7 @@ if shown.is_empty() or not steps:
     st.info("Nothing to draw: choose at least one layer and one step with positive values.")
     st.stop()
 figure = plots.coord_check_figure(shown, fits, steps=sorted(steps), order=run.names,
-                                  title=f"{run.meta.get('run', entry.name)} · {probe}({site})")
+                                  title=f"{run.meta.run} · {probe}({site})")
 st.plotly_chart(figure, key="coord-check")
 flagged = sorted(violating & set(layers))
 st.caption(

@@ -26,10 +26,12 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from coordscope.config import find_pyproject
 from coordscope.errors import CoordscopeError, StoreError
 from coordscope.plots import seed_bands
 from coordscope.report import Report
-from coordscope.store import META, check_shard, read_meta, shard_paths
+from coordscope.runmeta import META, RunMeta, read_meta
+from coordscope.store import check_shard, shard_paths
 
 ROOT_ENV = "COORDSCOPE_RUNS_ROOT"
 Stamp = tuple[tuple[str, int, int], ...]
@@ -42,6 +44,13 @@ def runs_root(argv: Sequence[str] | None = None) -> Path:
     if "--root" in args[:-1]:
         return Path(args[args.index("--root") + 1]).resolve()
     return Path(os.environ.get(ROOT_ENV, "runs")).resolve()
+
+
+def config_path(argv: Sequence[str] | None = None) -> Path | None:
+    """The pyproject.toml to judge with: ``--config FILE`` after the script's ``--`` (what ``coordscope app
+    --config`` passes), else None — the nearest pyproject.toml, exactly as ``coordscope check`` finds it."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return Path(args[args.index("--config") + 1]) if "--config" in args[:-1] else None
 
 
 @dataclass(frozen=True)
@@ -76,19 +85,21 @@ def list_runs(root: Path) -> list[RunEntry]:
         except StoreError as exc:
             entries.append(RunEntry(name, path, None, None, str(exc)))
             continue
-        entries.append(RunEntry(name, path, str(meta.get("kind", "coordcheck")), meta.get("status")))
+        entries.append(RunEntry(name, path, meta.kind, meta.status))
     return entries
 
 
 def stamp(run_dir: Path) -> Stamp:
-    """Names, sizes and mtimes of ``meta.json`` and the finished shards: the cache key of a run's data."""
+    """Names, sizes and mtimes of ``meta.json``, the finished shards and the pyproject.toml the verdicts
+    are judged with: the cache key of a run's data and verdicts, so an edited override shows at once."""
+    config = config_path() or find_pyproject()
     out = []
-    for path in [run_dir / META, *shard_paths(run_dir)]:
+    for path in [run_dir / META, *shard_paths(run_dir), *([config] if config is not None else [])]:
         try:
             info = path.stat()
         except FileNotFoundError:  # replaced between listing and stat: the next rerun sees the new file
             continue
-        out.append((path.name, info.st_mtime_ns, info.st_size))
+        out.append((str(path) if path == config else path.name, info.st_mtime_ns, info.st_size))
     return tuple(out)
 
 
@@ -98,7 +109,7 @@ class RunData:
     the others, and the values each filter can take (``names`` in the model's order, ``roles`` by name)."""
 
     path: Path
-    meta: dict[str, Any]
+    meta: RunMeta
     shards: tuple[Path, ...]
     problems: tuple[str, ...]
     sites: tuple[str, ...]
@@ -151,11 +162,12 @@ def bands(run_dir: Path, key: Stamp, site: str, probe: str) -> pl.DataFrame:
 @st.cache_data(show_spinner=False, max_entries=64)
 def report(run_dir: Path, key: Stamp, probe: str) -> tuple[Report | None, str | None]:
     """The check's verdicts for one probe, or why there are none (too few widths yet, a damaged shard):
-    ``(report, None)`` or ``(None, message)``. Runs still being written are judged on what is there."""
+    ``(report, None)`` or ``(None, message)``. Runs still being written are judged on what is there, with
+    the same ``[tool.coordscope]`` as ``coordscope check`` (:func:`config_path`)."""
     from coordscope.checking import check_run
 
     try:
-        return check_run(run_dir, allow_incomplete=True, probe=probe), None
+        return check_run(run_dir, config=config_path(), allow_incomplete=True, probe=probe), None
     except CoordscopeError as exc:
         return None, str(exc)
 
@@ -163,7 +175,8 @@ def report(run_dir: Path, key: Stamp, probe: str) -> tuple[Report | None, str | 
 @st.cache_data(show_spinner=False, max_entries=32)
 def sweep(run_dir: Path, key: Stamp, metric: str) -> tuple[Any, pl.DataFrame]:
     """The LR sweep's analysis (a ``SweepReport``) and its loss curves (:func:`coordscope.plots.sweep_curves`)."""
-    from coordscope.lrsweep import analyse_sweep, job_losses, load_sweep
     from coordscope.plots import sweep_curves
+    from coordscope.transfer import analyse_sweep, job_losses, load_sweep
 
-    return analyse_sweep(run_dir, metric=metric), sweep_curves(job_losses(load_sweep(run_dir), metric))
+    return (analyse_sweep(run_dir, metric=metric, config=config_path()),
+            sweep_curves(job_losses(load_sweep(run_dir), metric)))

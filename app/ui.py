@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import streamlit as st
 
 from coordscope.app import data
 from coordscope.errors import CoordscopeError
 from coordscope.report import Report
+from coordscope.runmeta import RunMeta
 
 MAX_LAYERS = 16  # default number of layers drawn; more lines than this are unreadable (the rest are a click away)
 
@@ -66,18 +66,15 @@ def open_run(entry: data.RunEntry, *, notices: bool = True) -> tuple[data.Stamp,
     return key, run
 
 
-def show_status(meta: dict[str, Any], path: Path) -> None:
+def show_status(meta: RunMeta, path: Path) -> None:
     """One caption of what the run is, and a warning while it is still being written or was cut short."""
-    widths = ",".join(map(str, meta.get("widths") or []))
-    lr = meta.get("lr", meta.get("lrs", "?"))
-    st.caption(f"spec `{meta.get('spec', '?')}` · widths {widths} · seeds {len(meta.get('seeds') or [])} · "
-               f"steps {meta.get('steps', '?')} · {meta.get('optimizer', '?')} lr {lr} · `{path}`")
-    status = meta.get("status")
-    if status != "complete":
-        jobs = meta.get("jobs") or []
-        done = sum((path / str(j.get("shard", ""))).is_file() for j in jobs)
-        st.warning(f"Run status {status!r}: {done} of {len(jobs)} jobs recorded so far; what is here is shown. "
-                   "Rerun the page (R) to pick up new shards.")
+    lr = meta.lr if meta.lr is not None else ", ".join(f"{x:g}" for x in meta.lrs or ())
+    st.caption(f"spec `{meta.spec}` · widths {','.join(map(str, meta.widths))} · seeds {len(meta.seeds)} · "
+               f"steps {meta.steps} · {meta.optimizer or '?'} lr {lr} · `{path}`")
+    if meta.status != "complete":
+        done = sum((path / job.shard).is_file() for job in meta.jobs)
+        st.warning(f"Run status {meta.status!r}: {done} of {len(meta.jobs)} jobs recorded so far; what is here is "
+                   "shown. Rerun the page (R) to pick up new shards.")
 
 
 def choose(label: str, options: Sequence[str], preferred: str, key: str) -> str:
@@ -92,11 +89,8 @@ def verdict_banner(report: Report | None, why: str | None) -> None:
         st.info(f"No verdicts for this run: {why}")
         return
     errors = sorted({(f.name, f.site) for f in report.errors})
-    if report.ok:
-        st.success(f"PASS · regime {report.regime} · every judged layer scales as μP predicts")
-    else:
-        st.error(f"FAIL · regime {report.regime} · {len(errors)} layer sites violate μP: "
-                 + ", ".join(f"{name} ({site})" for name, site in errors))
+    (st.success if report.ok else st.error)(
+        report.headline + ("" if report.ok else ": " + ", ".join(f"{name} ({site})" for name, site in errors)))
 
 
 def layer_filter(run: data.RunData, names: Sequence[str], violating: set[str], key: str) -> list[str]:

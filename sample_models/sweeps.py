@@ -2,7 +2,7 @@
 
 A coordinate check needs only one fixed batch of random tokens; a learning-rate sweep needs text with
 structure, so that the loss at the optimum says something and a wider model can do better. These specs
-stream windows of :mod:`coordscope.corpus` (seeded by the job's seed, via ``torch.initial_seed()``) and
+stream windows of :mod:`coordscope.sample_models.corpus` (seeded by the job's seed, via ``torch.initial_seed()``) and
 score each job on the same held-out windows. ``gpt-mup-sweep`` should transfer (the optimal LR does not
 move with width); ``gpt-sp-sweep`` should not (under SP with Adam the optimum falls as width grows).
 
@@ -16,8 +16,7 @@ from collections.abc import Iterator
 
 import torch
 
-from coordscope import corpus
-from coordscope.sample_models import gpt
+from coordscope.sample_models import corpus, gpt
 from coordscope.spec import Spec
 
 BATCH = 16

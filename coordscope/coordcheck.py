@@ -1,0 +1,61 @@
+"""``coordscope.run``: record a coordinate check — resolve the settings, find every layer's role, plan one
+job per (width, seed), and hand them to the shared orchestration (:mod:`coordscope.orchestrate`)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from coordscope.config import ConfigSource
+from coordscope.job import Job, record_job
+from coordscope.layers import infer_layers
+from coordscope.orchestrate import execute_run, new_meta
+from coordscope.runmeta import JobRecord
+from coordscope.settings import resolve_run
+from coordscope.spec import Spec
+from coordscope.store import shard_name
+
+
+def run(
+    spec: Spec | str,
+    *,
+    widths: Any = None,
+    steps: Any = None,
+    seeds: Any = None,
+    lr: Any = None,
+    probes: Any = None,
+    out: str | os.PathLike[str] | None = None,
+    executor: str | None = None,
+    workers: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool = True,
+    config: ConfigSource = None,
+) -> Path:
+    """Record a coordinate check of ``spec`` and return its run directory.
+
+    ``spec``: a :class:`Spec`, a sample name, a ``.py`` file, ``module`` or ``module:attr``.
+    ``seeds``: a count N (seeds 0..N−1) or a list. Unset settings come from ``[tool.coordscope]`` of
+    ``config`` (a :class:`coordscope.config.Config`, a pyproject.toml path, or None for the nearest one),
+    then from the spec's ``DEFAULTS``, then from coordscope's (widths 64..512, 5 steps, 3 seeds, lr 0.01,
+    probe ``rms``, cpu, float32, inline).
+    """
+    settings = resolve_run(spec, config=config, widths=widths, steps=steps, seeds=seeds, lr=lr, probes=probes,
+                           executor=executor, workers=workers, device=device, dtype=dtype, out=out,
+                           overwrite=overwrite, resume=resume, progress=progress)
+    # A broken spec fails here, before anything is written.
+    layers = infer_layers(settings.spec, (settings.widths[0], settings.widths[1]))
+    assert settings.lr is not None  # resolve_run always sets a coordinate check's lr
+    pairs = [(w, s) for w in settings.widths for s in settings.seeds]
+    records = [JobRecord(w, s, shard_name(w, s)) for w, s in pairs]
+    name = settings.out.resolve().name
+    template = Job(spec=settings.spec if settings.executor == "inline" else settings.spec.ref, width=0, seed=0,
+                   steps=settings.steps, lr=settings.lr, probes=settings.probes, run_dir=str(settings.out), run=name,
+                   layers=layers, device=settings.device, dtype=settings.dtype)
+    jobs = [replace(template, width=w, seed=s) for w, s in pairs]
+    return execute_run(settings, jobs, records, record_job, lambda run_dir: new_meta(settings, run_dir, records,
+                                                                                      layers=layers))

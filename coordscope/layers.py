@@ -1,0 +1,75 @@
+"""Layer inference: every name a run records, with its μP role, found by running the model at two widths.
+
+Nobody has to declare which dimensions grow with width: coordscope builds the model at the two smallest
+widths of the run, runs one forward pass on the first batch under the recorder, and compares the shapes
+of every parameter, module output and tap (:mod:`coordscope.roles` turns that into roles). A broken spec
+fails here, before anything is written to disk.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from coordscope.device import seed_everything
+from coordscope.outputs import LOSS
+from coordscope.record import Recorder
+from coordscope.roles import Layer, infshape_scaling, module_owner, recorded_role, scaling_dims, weight_role
+from coordscope.spec import Spec, build_model, checked_loss, first_batch
+from coordscope.taps import SdpaTap
+
+Shapes = dict[str, tuple[str, tuple[int, ...]]]
+
+
+def observe_shapes(spec: Spec, model: nn.Module, batch: Any, width: int) -> Shapes:
+    """Run one forward pass (no grad) and note the module type and shape of every recorded name."""
+    seen: Shapes = {}
+
+    def sink(name: str, site: str, tensor: torch.Tensor, module_type: str) -> None:
+        seen.setdefault(name, (module_type, tuple(tensor.shape)))
+
+    with Recorder(model, sink, grads=False), SdpaTap(), torch.no_grad():
+        loss = checked_loss(spec, model, batch, width, 0)
+    seen[LOSS] = ("<loss>", tuple(loss.shape))
+    return seen
+
+
+def infer_layers(spec: Spec, widths: tuple[int, int]) -> dict[str, Layer]:
+    """Roles of every parameter, module output, tap, ``<output>`` and ``<loss>`` of ``spec``'s model,
+    found by building it at two widths and comparing shapes."""
+    shapes: list[Shapes] = []
+    params: list[dict[str, tuple[int, ...]]] = []
+    models: list[nn.Module] = []
+    for width in widths:
+        seed_everything(0)
+        model = build_model(spec, width)
+        shapes.append(observe_shapes(spec, model, first_batch(spec), width))
+        params.append({n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)})
+        models.append(model)
+
+    owner = {f"{m}.{n}" if m else n: mod for m, mod in models[0].named_modules()
+             for n, _ in mod.named_parameters(recurse=False)}
+    layers: dict[str, Layer] = {}
+    param_roles: dict[str, str] = {}
+    recorded = {name for name, _ in models[0].named_parameters()}
+    # Tied weights (an embedding reused as the readout) appear under every alias here, so that each module
+    # using them gets the role its own layout gives (input for the embedding, output for the readout);
+    # rows are recorded under the first name only.
+    for name, p in models[0].named_parameters(remove_duplicate=False):
+        scaling = infshape_scaling(p) or scaling_dims(params[0][name], params[1].get(name, params[0][name]))
+        module = owner.get(name)
+        role = weight_role(scaling, module)
+        param_roles[name] = role
+        if name in recorded:
+            layers[name] = Layer(role, type(module).__name__ if module is not None else "Parameter",
+                                 params[0][name], scaling)
+
+    modules = dict(models[0].named_modules())
+    for name, (module_type, shape) in shapes[0].items():
+        scaling = scaling_dims(shape, shapes[1].get(name, (module_type, shape))[1])
+        module = modules.get(module_owner(name))
+        layers[name] = Layer(recorded_role(name, module_type, scaling, module, param_roles), module_type, shape,
+                             scaling)
+    return layers
