@@ -14,7 +14,7 @@ from coordscope.layers import infer_layers
 from coordscope.orchestrate import execute_run, new_meta
 from coordscope.runmeta import JobRecord
 from coordscope.settings import resolve_run
-from coordscope.spec import Spec
+from coordscope.spec import Spec, first_batch, rehearse
 from coordscope.store import shard_name
 
 
@@ -47,9 +47,10 @@ def run(
     settings = resolve_run(spec, config=config, widths=widths, steps=steps, seeds=seeds, lr=lr, probes=probes,
                            executor=executor, workers=workers, device=device, dtype=dtype, out=out,
                            overwrite=overwrite, resume=resume, progress=progress)
-    # A broken spec fails here, before anything is written.
-    layers = infer_layers(settings.spec, (settings.widths[0], settings.widths[1]))
     assert settings.lr is not None  # resolve_run always sets a coordinate check's lr
+    # The user's model, loss and optimizer fail here, in one line, before anything is written.
+    layers = infer_layers(settings.spec, (settings.widths[0], settings.widths[1]))
+    optimizer = rehearse(settings.spec, settings.widths[0], settings.lr, first_batch(settings.spec))
     pairs = [(w, s) for w in settings.widths for s in settings.seeds]
     records = [JobRecord(w, s, shard_name(w, s)) for w, s in pairs]
     name = settings.out.resolve().name
@@ -57,5 +58,5 @@ def run(
                    steps=settings.steps, lr=settings.lr, probes=settings.probes, run_dir=str(settings.out), run=name,
                    layers=layers, device=settings.device, dtype=settings.dtype)
     jobs = [replace(template, width=w, seed=s) for w, s in pairs]
-    return execute_run(settings, jobs, records, record_job, lambda run_dir: new_meta(settings, run_dir, records,
-                                                                                      layers=layers))
+    return execute_run(settings, jobs, records, record_job,
+                       lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer))

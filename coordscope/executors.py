@@ -42,14 +42,13 @@ class WorkerDied(RuntimeError):
 
 
 def execute(fn: Callable[[T], R], items: Iterable[T], *, executor: str = "inline", workers: int | None = None,
-            desc: str = "jobs", progress: bool = True, on_result: Callable[[R], None] | None = None) -> list[R]:
+            desc: str = "jobs", progress: bool = True) -> list[R]:
     """``[fn(item) for item in items]`` on ``executor`` (``inline``, ``processes`` or ``ray``).
 
     ``workers`` (default: the CPU count) bounds the parallel jobs of ``processes`` and the CPUs of a
     Ray instance started here. For ``processes`` and ``ray``, ``fn`` must be a module-level function and
     the items picklable; a :class:`~coordscope.spec.Spec` object cannot travel — pass its reference.
-    ``on_result`` sees each result as its job finishes (in this process), so a caller can note progress
-    even when a later job fails. ``progress`` shows a bar over jobs on stderr (when it is a terminal).
+    ``progress`` shows a bar over jobs on stderr (when it is a terminal).
     """
     jobs = list(items)
     if executor not in EXECUTORS:
@@ -67,8 +66,6 @@ def execute(fn: Callable[[T], R], items: Iterable[T], *, executor: str = "inline
     with tqdm(total=len(jobs), desc=desc, unit="job", disable=None if progress else True) as bar:
         for index, ok, value in run(fn, jobs, n_workers):
             (results if ok else errors)[index] = value
-            if ok and on_result is not None:
-                on_result(value)
             if not ok:
                 bar.write(f"coordscope: {desc}: job {index + 1}/{len(jobs)} failed: "
                           f"{type(value).__name__}: {value}".split("\n")[0], file=sys.stderr)

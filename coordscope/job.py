@@ -18,7 +18,6 @@ from pathlib import Path
 import torch
 
 from coordscope.device import TORCH_DTYPES, seed_everything, to_device
-from coordscope.orchestrate import JobResult
 from coordscope.outputs import LOSS
 from coordscope.probe_select import resolve_probes
 from coordscope.record import Recorder, on_grad_ready
@@ -46,8 +45,9 @@ class Job:
     dtype: str = "float32"
 
 
-def record_job(job: Job, on_step: Callable[[], None] | None = None) -> JobResult:
-    """Train one model for ``job.steps`` steps on the fixed batch, streaming statistics to its shard.
+def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
+    """Train one model for ``job.steps`` steps on the fixed batch, streaming statistics to its shard; returns
+    the shard's path.
     ``on_step`` runs after each step (benchmarks interleave plain training there). On any exception the
     half-written shard is deleted."""
     spec = load_spec(job.spec)
@@ -81,4 +81,4 @@ def record_job(job: Job, on_step: Callable[[], None] | None = None) -> JobResult
             writer.write(step, **stats.end())
             if on_step is not None:
                 on_step()
-        return JobResult(str(writer.commit()), type(optimizer).__name__)
+        return str(writer.commit())

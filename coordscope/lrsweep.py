@@ -25,10 +25,19 @@ import torch
 from coordscope.config import ConfigSource
 from coordscope.device import seed_everything, to_device
 from coordscope.errors import SpecError
-from coordscope.orchestrate import JobResult, execute_run, new_meta
+from coordscope.orchestrate import execute_run, new_meta
 from coordscope.runmeta import JobRecord
 from coordscope.settings import EVAL_BATCHES, resolve_sweep
-from coordscope.spec import Spec, build_model, checked_loss, load_spec, make_optimizer, optimizer_step
+from coordscope.spec import (
+    Spec,
+    build_model,
+    checked_loss,
+    first_batch,
+    load_spec,
+    make_optimizer,
+    optimizer_step,
+    rehearse,
+)
 from coordscope.store import ShardWriter
 
 KIND = "lrsweep"
@@ -76,7 +85,7 @@ def _heldout_batches(spec: Spec, stream: Any, count: int) -> list[Any]:
     return batches
 
 
-def train_job(job: SweepJob) -> JobResult:
+def train_job(job: SweepJob) -> str:
     """Train one model for ``job.steps`` steps on the spec's stream; write its losses; return the shard path.
 
     Row at step t = the loss of batch t under the parameters after t updates (t = 0..N−1), then one
@@ -128,7 +137,7 @@ def train_job(job: SweepJob) -> JobResult:
     filename = shard_name(job.width, job.lr_index, job.seed)
     with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed, filename, schema=SCHEMA) as writer:
         writer.write_table(table)
-        return JobResult(str(writer.commit()), type(optimizer).__name__)
+        return str(writer.commit())
 
 
 def sweep(
@@ -160,6 +169,8 @@ def sweep(
                              executor=executor, workers=workers, device=device, eval_batches=eval_batches,
                              out=out, overwrite=overwrite, resume=resume, progress=progress)
     assert settings.lrs is not None and settings.eval_batches is not None  # resolve_sweep sets both
+    # The user's model, loss and optimizer fail here, in one line, before anything is written.
+    optimizer = rehearse(settings.spec, settings.widths[0], settings.lrs[0], first_batch(settings.spec))
     template = SweepJob(spec=settings.spec if settings.executor == "inline" else settings.spec.ref, width=0,
                         lr=0.0, lr_index=0, seed=0, steps=settings.steps, run_dir=str(settings.out),
                         run=settings.out.resolve().name, eval_batches=settings.eval_batches, device=settings.device)
@@ -168,4 +179,5 @@ def sweep(
                   key=lambda job: -job[0])
     jobs = [replace(template, width=w, lr=lr, lr_index=i, seed=s) for w, i, lr, s in grid]
     records = [JobRecord(w, s, shard_name(w, i, s), lr) for w, i, lr, s in grid]
-    return execute_run(settings, jobs, records, train_job, lambda run_dir: new_meta(settings, run_dir, records))
+    return execute_run(settings, jobs, records, train_job,
+                       lambda run_dir: new_meta(settings, run_dir, records, optimizer=optimizer))

@@ -5,8 +5,7 @@ run the missing jobs on an executor, and keep the run's status true.
 last; an exception or Ctrl-C marks it ``incomplete``. A run killed outright stays ``running`` with some
 shards missing — readers compare ``jobs`` with the shards on disk, and ``resume`` runs only the jobs
 whose shard is missing, so an interrupted run can be finished with exactly the rows of an uninterrupted
-one. Each job returns a :class:`JobResult`; the first one names the optimizer the spec built, so nothing
-is built in this process just to learn it.
+one.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,14 +24,6 @@ from coordscope.settings import RunSettings
 from coordscope.store import prepare_run_dir, remove_stale_temporaries
 
 J = TypeVar("J")
-
-
-@dataclass(frozen=True)
-class JobResult:
-    """What a finished job reports: its shard's path and the class name of the optimizer it trained with."""
-
-    shard: str
-    optimizer: str
 
 
 def versions() -> dict[str, str]:
@@ -69,7 +59,7 @@ def _check_resumable(meta: RunMeta, settings: RunSettings, run_dir: Path) -> Non
 
 
 def execute_run(settings: RunSettings, jobs: Sequence[J], records: Sequence[JobRecord],
-                job_fn: Callable[[J], JobResult], make_meta: Callable[[Path], RunMeta]) -> Path:
+                job_fn: Callable[[J], str], make_meta: Callable[[Path], RunMeta]) -> Path:
     """Run ``jobs`` (``records[i]`` is the plan entry of ``jobs[i]``) into ``settings.out`` and return it.
 
     Call this only once everything that can be checked has been: it is what first touches the disk.
@@ -86,18 +76,10 @@ def execute_run(settings: RunSettings, jobs: Sequence[J], records: Sequence[JobR
         write_meta(run_dir, meta)
     pending = [job for job, record in zip(jobs, records, strict=True)
                if not (settings.resume and (run_dir / record.shard).is_file())]
-    optimizer = [meta.optimizer]
-
-    def note(result: JobResult) -> None:
-        if not optimizer[0]:
-            optimizer[0] = result.optimizer
-            update_meta(run_dir, optimizer=result.optimizer)
-
     try:
         update_meta(run_dir, status="running")
         execute(job_fn, pending, executor=settings.executor, workers=settings.workers, progress=settings.progress,
-                desc=f"{'sweep' if settings.kind == 'lrsweep' else 'coord check'} {Path(settings.spec.ref).name}",
-                on_result=note)
+                desc=f"{'sweep' if settings.kind == 'lrsweep' else 'coord check'} {Path(settings.spec.ref).name}")
     except BaseException as exc:
         update_meta(run_dir, status="incomplete", error=f"{type(exc).__name__}: {exc}".split("\n")[0])
         raise

@@ -222,6 +222,21 @@ def make_optimizer(spec: Spec, model: nn.Module, lr: float, width: int) -> torch
                         f"{type(exc).__name__}: {exc}") from exc
 
 
+def rehearse(spec: Spec, width: int, lr: float, batch: Any) -> str:
+    """One training step of ``spec`` at ``width`` on ``batch`` — model, loss, backward and the optimizer's
+    step — so that an exception from the user's code is one line *before* a run directory exists, not a
+    half-made run. Returns the optimizer's class name, which the run records."""
+    from coordscope.device import seed_everything
+
+    seed_everything(0)
+    model = build_model(spec, width)
+    model.train()
+    optimizer = make_optimizer(spec, model, lr, width)
+    checked_loss(spec, model, batch, width, 0).backward()
+    optimizer_step(spec, optimizer, width, 0)
+    return type(optimizer).__name__
+
+
 def optimizer_step(spec: Spec, optimizer: torch.optim.Optimizer, width: int, step: int) -> None:
     """``optimizer.step()``, with a failure of the user's optimizer turned into one line."""
     try:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from coordscope.cli import main
@@ -45,6 +46,20 @@ CASES: dict[str, tuple[list[str] | None, str, str]] = {
                                  "batches() yielded nothing"),
     "loss is not a scalar": (["run", "{spec}", *FAST, "--out", "{out}"], GOOD + "\ndef loss(model, batch):\n    return model(batch[0])\n",
                              "the loss must be a scalar tensor"),
+    "optimizer() raises": (["run", "{spec}", *FAST, "--out", "{out}"],
+                           GOOD + "\ndef optimizer(model, lr):\n    raise TypeError('no such group')\n",
+                           "optimizer(model, 0.01) raised at width 16: TypeError: no such group"),
+    "optimizer.step() raises": (["run", "{spec}", *FAST, "--out", "{out}"],
+                                GOOD + "\nclass Broken(torch.optim.SGD):\n    def step(self, closure=None):\n"
+                                "        raise RuntimeError('call train() first')\n"
+                                "def optimizer(model, lr):\n    return Broken(model.parameters(), lr=lr)\n",
+                                "the optimizer's step() raised at width 16, step 0: RuntimeError: call train() first"),
+    "sweep whose optimizer raises": (["sweep", "{spec}", "--widths", "16,32", "--lrs", "0.1,0.2,0.4", "--steps", "1",
+                                      "--out", "{out}"],
+                                     GOOD + "\ndef optimizer(model, lr):\n    raise TypeError('no such group')\n",
+                                     "optimizer(model, 0.1) raised at width 16: TypeError: no such group"),
+    "device that does not parse": (["run", "{spec}", *FAST, "--device", "gpu0", "--out", "{out}"], GOOD,
+                                   "'gpu0' is not a torch device"),
     "widths unsorted": (["run", "{spec}", "--widths", "32,16", "--out", "{out}"], GOOD, "widths must be increasing"),
     "widths duplicated": (["run", "{spec}", "--widths", "16,16,32", "--out", "{out}"], GOOD, "widths contain duplicates"),
     "width not positive": (["run", "{spec}", "--widths", "0,16", "--out", "{out}"], GOOD, "widths must be positive"),
@@ -71,6 +86,10 @@ CASES: dict[str, tuple[list[str] | None, str, str]] = {
     "unknown flag": (["run", "{spec}", "--width", "16,32"], GOOD, "No such option '--width'. Did you mean '--widths'? (see coordscope run --help)"),
 }
 
+if not torch.cuda.is_available():  # where CUDA works, --device cuda is good input
+    CASES["device without a driver"] = (["run", "{spec}", *FAST, "--device", "cuda", "--out", "{out}"], GOOD,
+                                        "no usable CUDA device")
+
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_bad_input_exits_2_with_one_line(tmp_path, case):
@@ -94,3 +113,15 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
     # nothing under a final name was written, and nothing precious was touched
     assert not out.exists() or not list(out.glob("*"))
     assert (tmp_path / "afile").read_text() == "precious\n" and (full / "notes.txt").read_text() == "precious\n"
+
+
+def test_traceback_flag_shows_where_the_users_code_failed(tmp_path: Path) -> None:
+    spec = _spec(tmp_path, GOOD + "\ndef model(width):\n    return build_broken(width)\n"
+                               "def build_broken(width):\n    raise RuntimeError('too wide')\n")
+    args = ["run", spec, *FAST, "--out", str(tmp_path / "out")]
+    plain = CliRunner().invoke(main, args)
+    assert plain.exit_code == 2 and "Traceback" not in plain.stderr and len(plain.stderr.strip().splitlines()) == 1
+    full = CliRunner().invoke(main, ["--traceback", *args])
+    assert full.exit_code == 2
+    assert "Traceback" in full.stderr and "build_broken" in full.stderr  # the user's own frame
+    assert full.stderr.strip().splitlines()[-1] == plain.stderr.strip()
