@@ -197,17 +197,29 @@ def summarise(fits: pl.LazyFrame, order: Sequence[str] = ()) -> pl.LazyFrame:
     """One row per layer (name, site, probe): the worst step — highest severity, then furthest outside its
     tolerance; for a diverged layer the first step with non-finite values — with that step's fit, plus
     ``steps`` (every step with an error or warning), ``layer_judged`` (any step judged) and, when diverged,
-    ``first_step``/``first_width``. Rows come in ``order`` of names (the model's order), then by site."""
+    ``first_step``/``first_width``. Rows come in ``order`` of names (the model's order), then by site.
+
+    A step that could not be fitted (``undetermined``) never hides a later step's real slope: the worst
+    *determined* step stands for the layer. A judged layer with no determined step at all cannot pass: it
+    is an ``error`` (``undetermined``) — e.g. a zero-initialised readout leaves every hidden ``act_delta``
+    exactly 0 at t = 1, so a one-step check says nothing about them — unless its values stayed exactly 0
+    over two or more judged steps, which is a layer that does not change in training (frozen, or fed by
+    nothing that changes): that is shown as ``info``.
+    """
     rank = pl.col("severity").replace_strict({s: i for i, s in enumerate(SEVERITIES)}, return_dtype=pl.Int8)
     diverged = pl.col("verdict") == "diverged"
     bad = pl.col("severity").is_in(["error", "warning"])
+    undetermined = pl.col("verdict") == "undetermined"
+    all_zero = (pl.col("n") == 0) & (pl.col("n_skipped") > 0) & (pl.col("n_nonfinite") == 0)
     ordered = fits.with_columns(
+        _undetermined=undetermined.fill_null(False),
         _rank=rank,
         _first=pl.when(diverged).then(pl.col("step")).otherwise(0),
         _excess=pl.col("excess").fill_null(float("-inf")),
-    ).sort(["_rank", "_first", "_excess", "step"], descending=[True, False, True, False])
+    ).sort(["_undetermined", "_rank", "_first", "_excess", "step"], descending=[False, True, False, True, False])
     first = [pl.col(c).first() for c in fits.collect_schema().names() if c not in LAYER_KEYS]
     name_order = {name: i for i, name in enumerate(order)}
+    static = (pl.col("_zero_steps") >= 2) & (pl.col("_zero_steps") == pl.col("_judged_steps"))
     return (
         ordered.group_by(LAYER_KEYS, maintain_order=True)
         .agg(
@@ -216,14 +228,19 @@ def summarise(fits: pl.LazyFrame, order: Sequence[str] = ()) -> pl.LazyFrame:
             first_step=pl.col("step").filter(diverged).min(),
             first_width=pl.col("first_nonfinite_width").sort_by("step").drop_nulls().first(),
             layer_judged=pl.col("judged").any(),
+            _judged_steps=pl.col("judged").sum(),
+            _zero_steps=(pl.col("judged") & all_zero).sum(),
         )
         .with_columns(
+            severity=pl.when(pl.col("layer_judged") & (pl.col("verdict") == "undetermined") & ~pl.col("ignored"))
+            .then(pl.when(static).then(pl.lit("info")).otherwise(pl.lit("error")))
+            .otherwise(pl.col("severity")),
             _order=pl.col("name").replace_strict(name_order, default=len(name_order), return_dtype=pl.Int64),
             _site=pl.col("site").replace_strict({s: i for i, s in enumerate(SITES)}, default=len(SITES),
                                                 return_dtype=pl.Int64),
         )
         .sort(["_order", "name", "_site", "probe"])
-        .drop("_order", "_site")
+        .drop("_order", "_site", "_judged_steps", "_zero_steps")
     )
 
 

@@ -60,11 +60,18 @@ def _widths_present(run_dir: Path, meta: RunMeta) -> list[int]:
     return sorted({job.width for job in meta.jobs if job not in missing})
 
 
-def _head_count_overrides(meta: RunMeta) -> tuple[Override, ...]:
-    """Attention logits with a dimension that grows (more heads, fixed d_head) do not shrink at init:
-    judge their t = 0 like later steps."""
-    return tuple(Override(name, "act", expected=(-0.5, 0.0)) for name, layer in meta.layers.items()
-                 if layer.role == "attn_logits" and any(layer.scaling_dims))
+def _structural_overrides(meta: RunMeta) -> tuple[Override, ...]:
+    """What the recorded structure changes in the expectations.
+
+    Attention logits with a dimension that grows (more heads, fixed d_head) do not shrink at init: their
+    t = 0 is judged like later steps. An output-role module whose output the model rescales afterwards
+    (:attr:`coordscope.roles.Layer.rescaled`) is not the output μP constrains: it is shown, not judged.
+    """
+    heads = [Override(name, "act", expected=(-0.5, 0.0)) for name, layer in meta.layers.items()
+             if layer.role == "attn_logits" and any(layer.scaling_dims)]
+    raw = [Override(name, site, ignore=True) for name, layer in meta.layers.items() if layer.rescaled
+           for site in ("act", "act_delta")]
+    return tuple(heads + raw)
 
 
 def _model_order(run_dir: Path) -> list[str]:
@@ -126,7 +133,7 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
             raise ConfigError(f"override {override.describe()}: probe {override.probe!r} was not recorded in "
                               f"this run (recorded: {', '.join(recorded)})")
     rows = scan(run_dir).filter(pl.col("probe") == chosen)
-    analysis = analyse(rows, overrides=_head_count_overrides(meta) + all_overrides, tolerance=judging,
+    analysis = analyse(rows, overrides=_structural_overrides(meta) + all_overrides, tolerance=judging,
                        order=_model_order(run_dir), widths=widths)
     if analysis.fits.is_empty():
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")

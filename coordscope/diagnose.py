@@ -7,6 +7,7 @@ rule claims gets a generic one. The rule ids are stable (samples and tests refer
 
 ============================  ===========================================================================
 ``diverged``                  non-finite values appeared
+``undetermined``              a judged layer has no step with a slope (nothing moved yet, or one width)
 ``sp_init_constant_std``      hidden activations already grow at t = 0 (constant-std init, e.g. 0.02)
 ``attn_sqrt_d``               attention logits grow after training (1/√d instead of 1/d)
 ``readout_unscaled``          the output grows after a step (readout not scaled by 1/width)
@@ -18,7 +19,7 @@ rule claims gets a generic one. The rule ids are stable (samples and tests refer
 ============================  ===========================================================================
 
 The whole model also gets a regime label (:func:`regime`): ``μP-like``, ``SP-like (exploding)``,
-``NTK-like (lazy)`` or ``mixed``.
+``NTK-like (lazy)``, ``mixed`` or ``undetermined``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ MU_P = "μP-like"
 SP = "SP-like (exploding)"
 NTK = "NTK-like (lazy)"
 MIXED = "mixed"
+UNDETERMINED = "undetermined"
 
 INIT_GROWTH = 0.35  # a hidden activation growing faster than width^0.35 at t = 0 is not a 1/fan_in init
 DOUBLE_MULT = -0.75  # an output shrinking faster than width^-0.75 has lost more than the init's width^-0.5
@@ -78,6 +80,12 @@ RULES: tuple[Rule, ...] = (
          "values became NaN/inf: some update is too large at the widest widths; fix the layers flagged as "
          "exploding (a μP model is stable at the same learning rate at every width) or lower the learning rate",
          lambda f, ctx: f.verdict == "diverged"),
+    Rule("undetermined", "Could not be judged",
+         "no judged step of this layer has a slope: its values were exactly 0 at every width (nothing moved "
+         "yet — a zero-initialised readout gives hidden layers no gradient at the first step) or present at "
+         "fewer than two widths. Record more steps (--steps 3 or more) and at least two widths; a check that "
+         "cannot judge a layer does not pass",
+         lambda f, ctx: f.verdict == "undetermined" and f.severity == "error"),
     Rule("sp_init_constant_std", "Hidden activations grow at initialisation",
          "hidden activations already grow with width at t = 0, as with a constant init std such as 0.02: "
          "initialise hidden weights with variance 1/fan_in (std = fan_in**-0.5)",
@@ -189,11 +197,14 @@ def diagnose(findings: Iterable[Finding], fits: pl.DataFrame, optimizer: str = "
 
 
 def regime(findings: Sequence[Finding]) -> str:
-    """The model's regime: no errors → μP-like; only growth (or divergence) → SP-like; only shrinking,
-    hidden features among them → NTK-like; anything else → mixed."""
+    """The model's regime: no errors → μP-like; only layers that could not be judged → undetermined; only
+    growth (or divergence) → SP-like; only shrinking, hidden features among them → NTK-like; anything else
+    → mixed."""
     errors = [f for f in findings if f.severity == "error"]
     if not errors:
         return MU_P
+    if all(f.verdict == "undetermined" for f in errors):
+        return UNDETERMINED
     growing = any(f.verdict in ("exploding", "diverged") for f in errors)
     shrinking = [f for f in errors if f.verdict == "vanishing"]
     if growing and not shrinking:

@@ -14,25 +14,41 @@ import torch
 from torch import nn
 
 from coordscope.device import seed_everything
-from coordscope.outputs import LOSS
+from coordscope.outputs import LOSS, OUTPUT
 from coordscope.record import Recorder
 from coordscope.roles import Layer, infshape_scaling, module_owner, recorded_role, scaling_dims, weight_role
 from coordscope.spec import Spec, build_model, checked_loss, first_batch
 from coordscope.taps import SdpaTap
 
-Shapes = dict[str, tuple[str, tuple[int, ...]]]
+Fingerprint = tuple[int, float, float]
+Shapes = dict[str, tuple[str, tuple[int, ...], Fingerprint]]
+
+
+def fingerprint(tensor: torch.Tensor) -> Fingerprint:
+    """Entry count, sum and sum of squares (in float64): equal for two tensors that hold the same values,
+    however they are shaped. Cheap, and no copy of an activation is kept."""
+    x = tensor.detach().to(torch.float64)
+    return x.numel(), float(x.sum()), float(x.square().sum())
+
+
+def same_values(a: Fingerprint, b: Fingerprint) -> bool:
+    """Whether two fingerprints are those of the same values (up to rounding)."""
+    return a[0] == b[0] and all(abs(x - y) <= 1e-6 * max(abs(x), abs(y), 1e-30) for x, y in zip(a[1:], b[1:],
+                                                                                              strict=True))
 
 
 def observe_shapes(spec: Spec, model: nn.Module, batch: Any, width: int) -> Shapes:
-    """Run one forward pass (no grad) and note the module type and shape of every recorded name."""
+    """Run one forward pass (no grad) and note the module type, shape and :func:`fingerprint` of every
+    recorded name."""
     seen: Shapes = {}
 
     def sink(name: str, site: str, tensor: torch.Tensor, module_type: str) -> None:
-        seen.setdefault(name, (module_type, tuple(tensor.shape)))
+        if name not in seen:
+            seen[name] = (module_type, tuple(tensor.shape), fingerprint(tensor))
 
     with Recorder(model, sink, grads=False), SdpaTap(), torch.no_grad():
         loss = checked_loss(spec, model, batch, width, 0)
-    seen[LOSS] = ("<loss>", tuple(loss.shape))
+    seen[LOSS] = ("<loss>", tuple(loss.shape), fingerprint(loss))
     return seen
 
 
@@ -57,8 +73,14 @@ def infer_layers(spec: Spec, widths: tuple[int, int]) -> dict[str, Layer]:
     # Tied weights (an embedding reused as the readout) appear under every alias here, so that each module
     # using them gets the role its own layout gives (input for the embedding, output for the readout);
     # rows are recorded under the first name only.
-    for name, p in models[0].named_parameters(remove_duplicate=False):
-        scaling = infshape_scaling(p) or scaling_dims(params[0][name], params[1].get(name, params[0][name]))
+    # The mup package's infshape says which dimensions the user declared as scaling. Where it declares none
+    # at all (mup.set_base_shapes(model, None): standard parametrization through mup) it says nothing about
+    # the model's widths, and the shapes measured at the two widths decide.
+    declared = {name: infshape_scaling(p) for name, p in models[0].named_parameters(remove_duplicate=False)}
+    if not any(any(dims) for dims in declared.values() if dims):
+        declared = {}
+    for name in params[0]:
+        scaling = declared.get(name) or scaling_dims(params[0][name], params[1].get(name, params[0][name]))
         module = owner.get(name)
         role = weight_role(scaling, module)
         param_roles[name] = role
@@ -67,9 +89,16 @@ def infer_layers(spec: Spec, widths: tuple[int, int]) -> dict[str, Layer]:
                                  params[0][name], scaling)
 
     modules = dict(models[0].named_modules())
-    for name, (module_type, shape) in shapes[0].items():
-        scaling = scaling_dims(shape, shapes[1].get(name, (module_type, shape))[1])
+    for name, (module_type, shape, _) in shapes[0].items():
+        scaling = scaling_dims(shape, shapes[1].get(name, (module_type, shape, None))[1])
         module = modules.get(module_owner(name))
-        layers[name] = Layer(recorded_role(name, module_type, scaling, module, param_roles), module_type, shape,
-                             scaling)
+        role = recorded_role(name, module_type, scaling, module, param_roles)
+        layers[name] = Layer(role, module_type, shape, scaling, role == "output" and _rescaled(name, shapes))
     return layers
+
+
+def _rescaled(name: str, shapes: list[Shapes]) -> bool:
+    """Whether an output-role module's values differ from the model's output at either width: the model
+    rescaled them on the way (at the base width a 1/m multiplier is 1, so one width cannot tell)."""
+    return name != OUTPUT and any(OUTPUT in seen and name in seen and not same_values(seen[name][2], seen[OUTPUT][2])
+                                  for seen in shapes)

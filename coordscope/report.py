@@ -109,10 +109,15 @@ class Report:
         """The verdict in one line — what ``check``, the HTML report, the dashboard and the demo all show:
         PASS or FAIL, how many judged layer sites violate μP, the regime, and whether the run is complete."""
         judged = self.judged.filter(pl.col("layer_judged")).height
+        unjudged = len({f.key for f in self.errors if f.verdict == "undetermined"})
+        violating = len({f.key for f in self.errors}) - unjudged
         if self.ok:
             text = f"PASS: {judged} judged layer sites scale as μP predicts"
+        elif violating:
+            text = f"FAIL: {violating} of {judged} judged layer sites violate μP"
+            text += f", {unjudged} could not be judged" if unjudged else ""
         else:
-            text = f"FAIL: {len({f.key for f in self.errors})} of {judged} judged layer sites violate μP"
+            text = f"FAIL: {unjudged} of {judged} judged layer sites could not be judged (see the hint)"
         text += f" · regime: {self.regime}"
         if not self.complete:
             text += " · INCOMPLETE run (some jobs missing)"

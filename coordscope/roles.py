@@ -13,6 +13,7 @@ when one of its dimensions grows, else ``fixed``; the model's own output is ``ou
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -28,12 +29,19 @@ ROLES: tuple[str, ...] = ("input", "hidden", "output", "vector", "fixed", "attn_
 @dataclass(frozen=True)
 class Layer:
     """What a recorded name is: its role, the module class, its shape at the smallest width, and for each
-    dimension whether it grows with width."""
+    dimension whether it grows with width.
+
+    ``rescaled`` marks an output-role module whose output is not what the model returns: the model's
+    ``forward`` multiplies it afterwards (``logits = self.lm_head(h) / scale``, as IBM Granite, MiniCPM and
+    Cerebras-style μP do). μP constrains what reaches the loss, ``<output>``; such a module's raw output is
+    recorded and drawn but not judged as the output.
+    """
 
     role: str
     module: str
     shape: tuple[int, ...]
     scaling_dims: tuple[bool, ...]
+    rescaled: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "shape": list(self.shape), "scaling_dims": list(self.scaling_dims)}
@@ -41,7 +49,7 @@ class Layer:
     @staticmethod
     def from_json(data: Mapping[str, Any]) -> Layer:
         return Layer(str(data["role"]), str(data.get("module", "")), tuple(data.get("shape", ())),
-                     tuple(data.get("scaling_dims", ())))
+                     tuple(data.get("scaling_dims", ())), bool(data.get("rescaled", False)))
 
 
 def scaling_dims(small: tuple[int, ...], large: tuple[int, ...]) -> tuple[bool, ...]:
@@ -101,7 +109,9 @@ def recorded_role(name: str, module_type: str, scaling: tuple[bool, ...], module
     if name == LOSS:
         return "loss"
     if module_type == "tap":
-        return "attn_logits" if name.endswith("attn_logits") else ("hidden" if any(scaling) else "fixed")
+        # A module that computes attention more than once records attn_logits, attn_logits#1, …
+        tap_name = re.sub(r"#\d+$", "", name)
+        return "attn_logits" if tap_name.endswith("attn_logits") else ("hidden" if any(scaling) else "fixed")
     return activation_role(module, scaling, param_roles, module_owner(name))
 
 

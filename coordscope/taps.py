@@ -3,7 +3,8 @@
 Attention logits live inside ``F.scaled_dot_product_attention``, where no module hook can see them (the
 ``mup`` package's coord check cannot). While a recorder is active, :class:`SdpaTap` — a torch function
 mode — intercepts every call to it and records the scaled logits ``q·kᵀ·scale`` under
-``<calling module>.attn_logits``, then runs the real op untouched. :func:`tap` exposes any other
+``<calling module>.attn_logits``, then runs the real op untouched; attention written by hand (``matmul``
+and ``softmax``) is caught at its softmax over the key axis. :func:`tap` exposes any other
 intermediate: it is the identity, and records the tensor only while coordscope is recording.
 
 A torch function mode is not free: while it is active, *every* torch call and every Tensor method —
@@ -69,21 +70,44 @@ def _causal_entries(rows: int, cols: int, device: torch.device) -> tuple[torch.T
 _SDPA_ARGS = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale", "enable_gqa")
 
 
+_SOFTMAXES = (F.softmax, torch.softmax, torch.Tensor.softmax)
+MASKED = -1e4
+"""Logits at or below this (an additive mask's -inf or dtype minimum) never reach the softmax's output."""
+
+
+def softmax_attention_logits(x: torch.Tensor, dim: Any) -> torch.Tensor | None:
+    """The input of a softmax, when it is attention written by hand (``matmul`` + ``softmax``, Hugging
+    Face's ``attn_implementation="eager"``): a tensor of rank ≥ 3 normalised over its last axis, the key
+    axis, with as many queries as keys (self-attention). Masked entries (additive masks put -inf or the
+    dtype's minimum there) are set to 0, so they count as nothing: the fraction of masked entries is the
+    same at every width, so it does not move a slope. Any other softmax (a classifier's) gives None."""
+    if not (isinstance(x, torch.Tensor) and x.dim() >= 3 and x.is_floating_point()):
+        return None
+    if dim not in (-1, x.dim() - 1) or x.shape[-1] != x.shape[-2]:
+        return None
+    return torch.where(torch.isfinite(x) & (x > MASKED), x, torch.zeros((), dtype=x.dtype, device=x.device))
+
+
 class SdpaTap(TorchFunctionMode):
-    """Records the attention logits of every ``F.scaled_dot_product_attention`` call while active."""
+    """Records attention logits while active: those of every ``F.scaled_dot_product_attention`` call, and
+    the input of every softmax that normalises self-attention scores over the key axis
+    (:func:`softmax_attention_logits`), so attention written with ``matmul`` + ``softmax`` is seen too."""
 
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
-        if func is F.scaled_dot_product_attention:
-            recorder = active_recorder()
-            if recorder is not None:
-                bound = dict(zip(_SDPA_ARGS, args, strict=False)) | kwargs
-                with torch.no_grad():
-                    logits = attention_logits(bound["query"], bound["key"], bound.get("scale"),
-                                              bool(bound.get("is_causal", False)),
-                                              bool(bound.get("enable_gqa", False)))
-                recorder.emit("attn_logits", logits)
+        recorder = active_recorder()
+        if recorder is not None and func is F.scaled_dot_product_attention:
+            bound = dict(zip(_SDPA_ARGS, args, strict=False)) | kwargs
+            with torch.no_grad():
+                logits = attention_logits(bound["query"], bound["key"], bound.get("scale"),
+                                          bool(bound.get("is_causal", False)), bool(bound.get("enable_gqa", False)))
+            recorder.emit("attn_logits", logits)
+        elif recorder is not None and func in _SOFTMAXES and args:
+            with torch.no_grad():
+                scores = softmax_attention_logits(args[0], kwargs.get("dim", args[1] if len(args) > 1 else None))
+            if scores is not None:
+                recorder.emit("attn_logits", scores)
         return func(*args, **kwargs)
 
 

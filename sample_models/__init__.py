@@ -23,6 +23,7 @@ class Sample:
 
 _GPT = "coordscope.sample_models.gpt"
 _CNN = "coordscope.sample_models.cnn"
+_STRUCT = "coordscope.sample_models.structures"
 
 SAMPLES: dict[str, Sample] = {
     "mlp-mup": Sample("coordscope.sample_models.mlp:MUP", "MLP, μP, Adam (TP5 Table 3)", "pass"),
@@ -50,6 +51,16 @@ SAMPLES: dict[str, Sample] = {
     "cnn-sp": Sample(f"{_CNN}:SP", "CNN (channels = width), standard parametrization, Adam", "fail", "convs"),
     "cnn-bug-plain-adam": Sample(f"{_CNN}:BUG_PLAIN_ADAM", "CNN, μP trained with plain Adam", "fail", "convs",
                                  "plain_adam"),
+    "gpt-forward-mult": Sample(f"{_STRUCT}:FORWARD_MULT", "GPT, μP, readout multiplier applied in forward() "
+                               "(Granite/MiniCPM style)", "pass"),
+    "gpt-zero-readout": Sample(f"{_STRUCT}:ZERO_READOUT", "GPT, μP, zero-initialised readout (mup's examples)", "pass"),
+    "gpt-zero-readout-plain-adam": Sample(f"{_STRUCT}:ZERO_READOUT_PLAIN_ADAM", "GPT, zero-initialised readout, "
+                                          "plain Adam", "fail", "mlp.c_fc", "plain_adam"),
+    "gpt-parent-attn": Sample(f"{_STRUCT}:PARENT_ATTN", "GPT, μP, attention run by the model's forward() for "
+                              "every block (SDPA called several times by one module)", "pass"),
+    "gpt-eager-attn": Sample(f"{_STRUCT}:EAGER_ATTN", "GPT, μP, attention by matmul + softmax", "pass"),
+    "gpt-eager-attn-sqrt-d": Sample(f"{_STRUCT}:EAGER_ATTN_SQRT_D", "GPT, μP, matmul + softmax attention with "
+                                    "1/√d", "fail", "attn_logits", "attn_sqrt_d"),
     "hf-tied-mup": Sample("coordscope.sample_models.hf_style:MUP", "HF-style LM (dict batch, returns .loss, tied "
                           "embeddings, buffer, frozen parameter), μP, Adam", "pass"),
 }

@@ -106,7 +106,7 @@ def test_dashboard_renders_the_sp_fan_out_with_violating_layers_marked(server: s
     page.screenshot(path=str(tmp_path / "sp.png"), full_page=True)
     assert drawn["traces"] > 0 and drawn["axes"] == ["log", "log"]
     assert {"hidden.0", "readout"} <= set(drawn["violating"])
-    assert page.get_by_text("FAIL · regime SP-like").count() == 1
+    assert page.get_by_text("regime: SP-like").count() == 1 and page.get_by_text("FAIL: ").count() == 1
 
 
 def test_dashboard_renders_the_mup_run_flat(server: str, page, tmp_path: Path) -> None:
