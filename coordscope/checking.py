@@ -137,7 +137,7 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
                        order=_model_order(run_dir), widths=widths)
     if analysis.fits.is_empty():
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
-    findings, diagnoses = diagnose(analysis.findings, analysis.fits, meta.optimizer)
+    findings, diagnoses = diagnose(analysis.findings, analysis.fits)
     return Report(
         ok=not any(f.severity == "error" for f in findings), complete=complete, run_dir=run_dir, meta=meta,
         findings=findings, fits=analysis.fits, layers=analysis.layers, diagnoses=diagnoses,

@@ -12,8 +12,10 @@ rule claims gets a generic one. The rule ids are stable (samples and tests refer
 ``attn_sqrt_d``               attention logits grow after training (1/√d instead of 1/d)
 ``readout_unscaled``          the output grows after a step (readout not scaled by 1/width)
 ``output_mult_twice``         the output vanishes like 1/width (output multiplier applied twice)
-``plain_adam``                hidden features' change grows, Adam (hidden LR not scaled by 1/width)
-``hidden_lr_unscaled``        hidden features' change grows, another optimizer
+``plain_adam``                hidden features' change grows and the optimizer's update size does not follow
+                              the gradient's (Adam-like: hidden LR not scaled by 1/width)
+``hidden_lr_unscaled``        hidden features' change grows and the update follows the gradient (SGD-like),
+                              or the run has no updates to tell
 ``ntk_lazy``                  hidden features' change vanishes (NTK-like, lazy)
 ``embedding_lr_scaled``       only the input layer's change vanishes (its LR scaled down with width)
 ============================  ===========================================================================
@@ -40,20 +42,25 @@ UNDETERMINED = "undetermined"
 
 INIT_GROWTH = 0.35  # a hidden activation growing faster than width^0.35 at t = 0 is not a 1/fan_in init
 DOUBLE_MULT = -0.75  # an output shrinking faster than width^-0.75 has lost more than the init's width^-0.5
+ATTN_INIT_DECAY = -0.25  # attention logits at t = 0 shrinking faster than this are scaled by 1/d (TP5 D.2)
+
+
+FOLLOWS = 0.25  # |slope(update) − slope(gradient)| up to which an update follows the gradient (SGD-like)
 
 
 @dataclass(frozen=True)
 class Context:
-    """What rules may look at besides the finding itself."""
+    """What rules may look at besides the finding itself — all of it measured, never read from names.
 
-    optimizer: str
+    ``normalised`` says how the optimizer behaved on the hidden weights' first update: True when its size
+    does not follow the gradient's (Adam, AdamW, Lion, sign or orthogonalised updates: the update's slope
+    in width differs from the gradient's), False when it does (SGD: update = lr × gradient), None when the
+    run has no hidden update and gradient to compare.
+    """
+
     findings: Sequence[Finding]
-    init_slopes: Mapping[str, float]  # slope of each hidden activation at t = 0
-
-    @property
-    def adam(self) -> bool:
-        """Adam-family optimizers (Adam, AdamW, MuAdam, …), whose updates do not shrink with fan-in."""
-        return "adam" in self.optimizer.lower()
+    init_slopes: Mapping[str, float]  # slope at t = 0 of each hidden activation and attention logits
+    normalised: bool | None = None
 
     @property
     def hidden_vanishing(self) -> bool:
@@ -95,7 +102,10 @@ RULES: tuple[Rule, ...] = (
          "attention logits are d_head^0.5 too large (at init they should shrink like d_head^-0.5; after "
          "training they grow once queries and keys correlate): μP scales attention by 1/d_head, not "
          "1/√d_head (e.g. scaled_dot_product_attention(..., scale=1/d_head))",
-         lambda f, ctx: f.role == "attn_logits" and f.verdict == "exploding"),
+         # Measured, not assumed: under 1/d the logits at t = 0 shrink like d_head^-0.5; where they do, the
+         # scale is right and growth after training comes from the query/key learning rates instead.
+         lambda f, ctx: f.role == "attn_logits" and f.verdict == "exploding"
+         and ctx.init_slopes.get(f.name, 0.0) > ATTN_INIT_DECAY),
     Rule("readout_unscaled", "Readout not scaled by 1/width",
          "the output grows with width after a step: multiply the readout by 1/width_mult (mup.MuReadout, "
          "or an output multiplier base_width/width), or initialise the readout at zero / with variance "
@@ -106,16 +116,20 @@ RULES: tuple[Rule, ...] = (
          "MuReadout plus a manual division by width_mult, or in both init and forward): apply it once",
          lambda f, ctx: f.role == "output" and f.verdict == "vanishing" and f.slope is not None
          and f.slope <= DOUBLE_MULT),
-    Rule("plain_adam", "Plain Adam on hidden weights",
-         "hidden features change faster in wider models: with Adam, μP divides the learning rate of hidden "
-         "(width × width) weights by width_mult: use mup.MuAdam, or a param group with lr / width_mult for "
-         "the hidden matrices",
-         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and ctx.adam),
+    Rule("plain_adam", "Hidden learning rate not scaled for an Adam-like optimizer",
+         "hidden features change faster in wider models, and the optimizer's update size does not follow "
+         "the gradient's (measured on the first update): with Adam, AdamW, Lion or other sign-like updates, "
+         "μP divides the learning rate of hidden (width × width) weights by width_mult (mup.MuAdam, or a "
+         "param group with lr / width_mult for the hidden matrices); with an orthogonalised update (Muon), "
+         "keep the update's spectral norm ∝ √(fan_out/fan_in) (torch's default adjust_lr_fn, not "
+         "match_rms_adamw, which grows it like √width)",
+         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and ctx.normalised is True),
     Rule("hidden_lr_unscaled", "Hidden updates grow with width",
-         "hidden features change faster in wider models: under μP with SGD the hidden learning rate stays "
-         "constant, input and output layers get lr × width_mult and the readout output is multiplied by "
-         "1/width_mult (mup.MuSGD with MuReadout); check the readout multiplier and per-layer learning rates",
-         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and not ctx.adam),
+         "hidden features change faster in wider models: under μP with SGD (the update follows the "
+         "gradient) the hidden learning rate stays constant, input and output layers get lr × width_mult "
+         "and the readout output is multiplied by 1/width_mult (mup.MuSGD with MuReadout); check the "
+         "readout multiplier and per-layer learning rates",
+         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and ctx.normalised is not True),
     Rule("ntk_lazy", "NTK-like (lazy) features",
          "hidden features move like width^-0.5, as in the NTK parametrization: wide models stop learning "
          "features. Use μP: 1/fan_in init for hidden weights, readout multiplier 1/width_mult, and per-layer "
@@ -166,18 +180,34 @@ def _finding_hint(rule: Rule, f: Finding) -> str:
 
 
 def init_slopes(fits: pl.DataFrame) -> dict[str, float]:
-    """Slope at t = 0 of every hidden activation (for ``sp_init_constant_std``)."""
-    rows = fits.filter((pl.col("step") == 0) & (pl.col("site") == "act") & (pl.col("role") == "hidden")
-                       & pl.col("slope").is_not_null())
+    """Slope at t = 0 of every hidden activation (``sp_init_constant_std``) and attention logits
+    (``attn_sqrt_d``)."""
+    rows = fits.filter((pl.col("step") == 0) & (pl.col("site") == "act")
+                       & pl.col("role").is_in(["hidden", "attn_logits"]) & pl.col("slope").is_not_null())
     return {name: float(slope) for name, slope in rows.select("name", "slope").iter_rows()}
 
 
-def diagnose(findings: Iterable[Finding], fits: pl.DataFrame, optimizer: str = "") -> tuple[
-        list[Finding], list[Diagnosis]]:
+def normalised_updates(fits: pl.DataFrame) -> bool | None:
+    """Whether the hidden weights' first update is normalised (its slope in width differs from its
+    gradient's: Adam-like) rather than proportional to the gradient (SGD-like); None without the data.
+    Per weight, the first step where both have a slope counts (a zero-initialised readout leaves the
+    hidden gradients exactly 0 at t = 0); the median over hidden weights decides, so one odd layer does not."""
+    hidden = fits.filter((pl.col("role") == "hidden") & pl.col("slope").is_not_null())
+    pairs = (hidden.filter(pl.col("site") == "param_update").select("name", "step", update="slope")
+             .join(hidden.filter(pl.col("site") == "param_grad").select("name", "step", grad="slope"),
+                   on=["name", "step"])
+             .sort("step").group_by("name").first())
+    if pairs.is_empty():
+        return None
+    gap = (pairs["update"] - pairs["grad"]).abs().median()
+    return None if gap is None else float(gap) > FOLLOWS  # type: ignore[arg-type]
+
+
+def diagnose(findings: Iterable[Finding], fits: pl.DataFrame) -> tuple[list[Finding], list[Diagnosis]]:
     """Claim each finding for the first rule that fits; return the findings with their ``hint`` and
     ``rule`` filled in, and one :class:`Diagnosis` per rule that fired (in rule order)."""
     found = list(findings)
-    ctx = Context(optimizer=optimizer, findings=found, init_slopes=init_slopes(fits))
+    ctx = Context(findings=found, init_slopes=init_slopes(fits), normalised=normalised_updates(fits))
     claimed: dict[str, list[Finding]] = {}
     out: list[Finding] = []
     for f in found:

@@ -37,6 +37,7 @@ from coordscope.spec import (
     make_optimizer,
     optimizer_step,
     rehearse,
+    set_mode,
 )
 from coordscope.store import ShardWriter
 
@@ -115,6 +116,7 @@ def train_job(job: SweepJob) -> str:
     heldout = math.nan
     if not diverged:
         model.eval()
+        set_mode(optimizer, train=False)  # ScheduleFree: score the averaged weights, as it is deployed
         with torch.no_grad():
             values = [float(checked_loss(spec, model, to_device(b, job.device, torch.float32), job.width,
                                          job.steps)) for b in _heldout_batches(spec, stream, job.eval_batches)]

@@ -212,14 +212,28 @@ def checked_loss(spec: Spec, model: nn.Module, batch: Any, width: int, step: int
 
 
 def make_optimizer(spec: Spec, model: nn.Module, lr: float, width: int) -> torch.optim.Optimizer:
-    """The spec's optimizer, with a failure turned into one line naming the spec and the width."""
+    """The spec's optimizer, in train mode, with a failure turned into one line naming the spec and width.
+
+    Optimizers with a train/eval protocol (ScheduleFree's, which refuse to step until ``train()`` was
+    called) are put in train mode: a coordinate check then measures the weights gradients are taken at
+    (ScheduleFree's y); an LR sweep switches to ``eval()`` for its held-out score (the averaged x).
+    """
     try:
-        return spec.make_optimizer(model, lr)
+        optimizer = spec.make_optimizer(model, lr)
+        set_mode(optimizer, train=True)
+        return optimizer
     except CoordscopeError:
         raise
     except Exception as exc:
         raise SpecError(f"spec {spec.ref!r}: optimizer(model, {lr:g}) raised at width {width}: "
                         f"{type(exc).__name__}: {exc}") from exc
+
+
+def set_mode(optimizer: torch.optim.Optimizer, *, train: bool) -> None:
+    """Call the optimizer's ``train()`` or ``eval()`` where it has one (ScheduleFree); others have no mode."""
+    switch = getattr(optimizer, "train" if train else "eval", None)
+    if callable(switch):
+        switch()
 
 
 def rehearse(spec: Spec, width: int, lr: float, batch: Any) -> str:

@@ -24,6 +24,7 @@ class Sample:
 _GPT = "coordscope.sample_models.gpt"
 _CNN = "coordscope.sample_models.cnn"
 _STRUCT = "coordscope.sample_models.structures"
+_OPT = "coordscope.sample_models.optimizers"
 
 SAMPLES: dict[str, Sample] = {
     "mlp-mup": Sample("coordscope.sample_models.mlp:MUP", "MLP, μP, Adam (TP5 Table 3)", "pass"),
@@ -61,6 +62,12 @@ SAMPLES: dict[str, Sample] = {
     "gpt-eager-attn": Sample(f"{_STRUCT}:EAGER_ATTN", "GPT, μP, attention by matmul + softmax", "pass"),
     "gpt-eager-attn-sqrt-d": Sample(f"{_STRUCT}:EAGER_ATTN_SQRT_D", "GPT, μP, matmul + softmax attention with "
                                     "1/√d", "fail", "attn_logits", "attn_sqrt_d"),
+    "mlp-muon": Sample(f"{_OPT}:MUON", "MLP, μP, Muon on hidden matrices (torch's default scale) + Adam", "pass"),
+    "mlp-muon-match-rms": Sample(f"{_OPT}:MUON_MATCH_RMS", "MLP, Muon with match_rms_adamw at a constant lr", "fail",
+                                 "hidden", "plain_adam"),
+    "mlp-schedulefree": Sample(f"{_OPT}:SCHEDULEFREE", "MLP, μP, AdamWScheduleFree with μP groups", "pass"),
+    "mlp-schedulefree-one-lr": Sample(f"{_OPT}:SCHEDULEFREE_ONE_LR", "MLP, AdamWScheduleFree, one lr for all",
+                                      "fail", "hidden", "plain_adam"),
     "hf-tied-mup": Sample("coordscope.sample_models.hf_style:MUP", "HF-style LM (dict batch, returns .loss, tied "
                           "embeddings, buffer, frozen parameter), μP, Adam", "pass"),
 }

@@ -204,27 +204,46 @@ def test_overrides_change_expectation_tolerance_and_can_ignore(tmp_path):
 # ---------------------------------------------------------------- diagnosis
 
 
-@pytest.mark.parametrize(("slopes", "optimizer", "rule", "layers", "regime"), [
-    ({"readout__act_delta": 1.0, "output__act_delta": 1.0}, "Adam", "readout_unscaled", {"readout", "<output>"},
+# How the optimizer moved the hidden weights at the first step, as a coord check records it: a normalised
+# (Adam-like) update keeps its size while the gradient shrinks with width; SGD's update is lr × gradient.
+NORMALISED = [Curve(f"hidden.{i}.weight", site, "hidden", slope) for i in (0, 1)
+              for site, slope in (("param_update", 0.0), ("param_grad", -1.0))]
+FOLLOWS_GRAD = [Curve(f"hidden.{i}.weight", site, "hidden", -0.5) for i in (0, 1)
+                for site in ("param_update", "param_grad")]
+
+
+@pytest.mark.parametrize(("slopes", "updates", "rule", "layers", "regime"), [
+    ({"readout__act_delta": 1.0, "output__act_delta": 1.0}, NORMALISED, "readout_unscaled", {"readout", "<output>"},
      "SP-like (exploding)"),
-    ({"hidden.0__act_delta": 0.8, "hidden.1__act_delta": 0.8}, "AdamW", "plain_adam", {"hidden.0", "hidden.1"},
+    ({"hidden.0__act_delta": 0.8, "hidden.1__act_delta": 0.8}, NORMALISED, "plain_adam", {"hidden.0", "hidden.1"},
      "SP-like (exploding)"),
-    ({"hidden.0__act_delta": 0.8}, "SGD", "hidden_lr_unscaled", {"hidden.0"}, "SP-like (exploding)"),
-    ({"hidden.0__act_delta": -0.5, "hidden.1__act_delta": -0.5, "input__act_delta": -0.5}, "SGD", "ntk_lazy",
+    ({"hidden.0__act_delta": 0.8}, FOLLOWS_GRAD, "hidden_lr_unscaled", {"hidden.0"}, "SP-like (exploding)"),
+    ({"hidden.0__act_delta": 0.8}, [], "hidden_lr_unscaled", {"hidden.0"}, "SP-like (exploding)"),
+    ({"hidden.0__act_delta": -0.5, "hidden.1__act_delta": -0.5, "input__act_delta": -0.5}, FOLLOWS_GRAD, "ntk_lazy",
      {"hidden.0", "hidden.1", "input"}, "NTK-like (lazy)"),
-    ({"input__act_delta": -0.5}, "Adam", "embedding_lr_scaled", {"input"}, "mixed"),
-    ({"hidden.0__act": 1.0, "hidden.1__act": 1.0}, "Adam", "sp_init_constant_std", {"hidden.0", "hidden.1"},
+    ({"input__act_delta": -0.5}, NORMALISED, "embedding_lr_scaled", {"input"}, "mixed"),
+    ({"hidden.0__act": 1.0, "hidden.1__act": 1.0}, NORMALISED, "sp_init_constant_std", {"hidden.0", "hidden.1"},
      "SP-like (exploding)"),
-    ({"output__act_delta": -1.0, "readout__act_delta": -1.0}, "Adam", "output_mult_twice", {"readout", "<output>"},
+    ({"output__act_delta": -1.0, "readout__act_delta": -1.0}, NORMALISED, "output_mult_twice", {"readout", "<output>"},
      "mixed"),
 ])
-def test_rules_name_the_bug_the_slopes_show(tmp_path, slopes, optimizer, rule, layers, regime):
-    report = check_run(write_run(tmp_path / "run", mup_model(**slopes), optimizer=optimizer, noise=0.05))
+def test_rules_name_the_bug_the_slopes_show(tmp_path, slopes, updates, rule, layers, regime):
+    report = check_run(write_run(tmp_path / "run", mup_model(**slopes) + updates, noise=0.05))
     assert not report.ok
     (diagnosis,) = report.diagnoses
     assert diagnosis.rule == rule and set(diagnosis.layers) == layers
     assert all(f.rule == rule and f.hint == diagnosis.hint for f in report.findings)
     assert report.regime == regime
+
+
+@pytest.mark.parametrize("optimizer", ["Adam", "SGD", "Muon", "MuAdamScheduleFree", "MyOptimizer"])
+def test_the_optimizers_name_never_picks_the_hint(tmp_path, optimizer):
+    """Only what the updates did decides: an SGD-like update gets the SGD hint whatever the class is called."""
+    curves = mup_model(**{"hidden.0__act_delta": 0.8})
+    sgd_like = check_run(write_run(tmp_path / "a", curves + FOLLOWS_GRAD, optimizer=optimizer, noise=0.05))
+    adam_like = check_run(write_run(tmp_path / "b", curves + NORMALISED, optimizer=optimizer, noise=0.05))
+    assert [d.rule for d in sgd_like.diagnoses] == ["hidden_lr_unscaled"]
+    assert [d.rule for d in adam_like.diagnoses] == ["plain_adam"]
 
 
 def test_attention_logits_growing_after_training_are_attn_sqrt_d(tmp_path):
@@ -234,6 +253,14 @@ def test_attention_logits_growing_after_training_are_attn_sqrt_d(tmp_path):
     assert [d.rule for d in report.diagnoses] == ["attn_sqrt_d"]
     assert {f.name for f in report.errors} == {"blocks.0.attn.attn_logits"}
     assert "1/d_head" in report.findings[0].hint
+
+
+def test_attention_already_scaled_by_one_over_d_does_not_get_the_sqrt_d_hint(tmp_path):
+    """At t = 0 the logits shrink like d_head^-0.5, as 1/d gives: their later growth has another cause."""
+    curves = [*mup_model(), Curve("blocks.0.attn.attn_logits", "act", "attn_logits", lambda s: -0.5 if s == 0 else 0.5),
+              Curve("blocks.0.attn.attn_logits", "act_delta", "attn_logits", 0.5)]
+    report = check_run(write_run(tmp_path / "run", curves))
+    assert not report.ok and "attn_sqrt_d" not in [d.rule for d in report.diagnoses]
 
 
 def test_attention_logits_not_shrinking_at_init_are_attn_sqrt_d_unless_heads_grow(tmp_path):

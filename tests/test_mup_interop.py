@@ -115,3 +115,21 @@ def test_adapter_takes_a_spec_and_drops_taps(tmp_path) -> None:
                                                 ("shared#2", "shared"), ("enc#1[key]", "enc:out[key]")])
 def test_module_names_follow_mup(name: str, expected: str) -> None:
     assert mup_module_name(name) == expected
+
+
+def test_set_base_shapes_none_is_standard_parametrization_with_roles_from_shapes(tmp_path) -> None:
+    """mup's examples run SP through mup with set_base_shapes(model, None): every infshape then says that
+    nothing scales, so the roles come from the shapes at two widths, and the check sees an SP model."""
+    def build_sp(width: int) -> MupMLP:
+        model = MupMLP(width)
+        mup.set_base_shapes(model, None)
+        return model
+
+    sp = Spec(model=build_sp, batches=batches, optimizer=lambda model, lr: mup.MuAdam(model.parameters(), lr=lr),
+              ref="mup-mlp-sp")
+    run_dir = coordscope.run(sp, widths=[64, 128, 256], steps=3, seeds=2, out=tmp_path / "run", progress=False)
+    layers = coordscope.read_meta(run_dir).layers
+    assert {n: layers[n].role for n in ("input.weight", "hidden.weight", "readout.weight")} == {
+        "input.weight": "input", "hidden.weight": "hidden", "readout.weight": "output"}
+    report = coordscope.check(run_dir)
+    assert not report.ok and any(f.name == "readout" and f.verdict == "exploding" for f in report.errors)
