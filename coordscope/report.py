@@ -83,7 +83,8 @@ class Report:
     def to_dict(self) -> dict[str, Any]:
         """The check JSON of DESIGN.md: ``ok``, ``complete``, ``findings`` (contract keys plus extras), and
         ``run``, ``run_dir``, ``spec``, ``regime``, ``probe``, ``tolerance``, ``counts``, ``diagnoses``,
-        ``layers`` (every judged layer's worst step)."""
+        ``layers`` (every judged layer's worst step) and ``per_step`` (the verdict of every judged layer at
+        every step: an early rise that flattens later reads differently from steady growth)."""
         judged = self.judged
         return {
             "ok": self.ok,
@@ -102,6 +103,10 @@ class Report:
                 "name", "site", "probe", "role", "step", "slope", "stderr", "r2", "expected", "expected_lo",
                 "expected_hi", "tolerance", "verdict", "severity", pl.col("layer_judged").alias("judged"),
             ).to_dicts()],
+            "per_step": [_clean(row) for row in self.fits.filter(pl.col("judged")).select(
+                "name", "site", "probe", "step", "slope", "stderr", "expected_lo", "expected_hi", "verdict",
+                "severity",
+            ).sort("name", "site", "probe", "step").to_dicts()],
         }
 
     @property
@@ -168,12 +173,23 @@ def _rows(report: Report) -> list[dict[str, Any]]:
     return report.judged.to_dicts()
 
 
+def _steps_cell(steps: Sequence[int] | None) -> str:
+    """The steps with an error or warning, as ranges (``1-3,5``)."""
+    runs: list[list[int]] = []
+    for step in steps or ():
+        if runs and step == runs[-1][-1] + 1:
+            runs[-1].append(step)
+        else:
+            runs.append([step])
+    return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
 def render_text(report: Report) -> str:
     """A fixed-width table of every judged layer (worst step), then the diagnoses with their hints."""
-    header = ("", "layer", "site", "role", "step", "slope ± se", "expected", "verdict")
+    header = ("", "layer", "site", "role", "step", "slope ± se", "expected", "verdict", "failing steps")
     table = [header] + [
         (_MARK.get(r["severity"], ""), r["name"], r["site"], r["role"] or "", str(r["step"]), _slope_cell(r),
-         _range(r["expected_lo"], r["expected_hi"]), r["verdict"] or "")
+         _range(r["expected_lo"], r["expected_hi"]), r["verdict"] or "", _steps_cell(r.get("steps")))
         for r in _rows(report)
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]

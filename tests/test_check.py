@@ -89,6 +89,18 @@ def test_json_has_the_contract_keys(mlp_runs, tmp_path):
     assert code == 0 and json.loads(out)["ok"] is True and json.loads(out)["findings"] == []
 
 
+def test_json_has_a_verdict_per_judged_layer_and_step(mlp_runs):
+    code, out, _ = cli("check", mlp_runs["mlp-sp"], "--format", "json")
+    data = json.loads(out)
+    per_step = {(r["name"], r["site"], r["step"]): r for r in data["per_step"]}
+    hidden = [per_step[("hidden.1", "act_delta", t)] for t in range(1, 6)]  # steps 1..5; t = 0 has no delta
+    assert all(r["verdict"] == "exploding" and r["severity"] == "error" for r in hidden[:3])
+    assert hidden[0]["slope"] > hidden[-1]["slope"]  # SP's first step is the worst; later steps show it easing
+    assert ("hidden.1", "act_delta", 0) not in per_step
+    worst = next(f for f in data["findings"] if (f["name"], f["site"]) == ("hidden.1", "act_delta"))
+    assert per_step[("hidden.1", "act_delta", worst["step"])]["slope"] == worst["slope"]
+
+
 def test_junit_has_one_test_case_per_judged_layer(mlp_runs):
     code, out, _ = cli("check", mlp_runs["mlp-sp"], "--format", "junit")
     assert code == 1
