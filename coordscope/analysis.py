@@ -38,6 +38,7 @@ from coordscope.store import SITES
 FIT_KEYS: tuple[str, ...] = ("name", "site", "probe", "step")
 LAYER_KEYS: tuple[str, ...] = ("name", "site", "probe")
 JUDGED_SITES: tuple[str, ...] = ("act", "act_delta")
+SPECTRAL = "spectral"  # the probe whose hidden param_update rows carry the spectral condition
 SEVERITIES: tuple[str, ...] = ("ok", "info", "warning", "error")
 VIOLATIONS: tuple[str, ...] = ("exploding", "vanishing")
 
@@ -129,13 +130,17 @@ def expectations(fits: pl.LazyFrame, overrides: Sequence[Override] = (),
     ``ignore`` judges the fit again).
     """
     site, role, step = pl.col("site"), pl.col("role"), pl.col("step")
-    act_like = site.is_in(JUDGED_SITES) & (role != "loss")
+    act_like = site.is_in(JUDGED_SITES) & (role != "loss") & (pl.col("probe") != SPECTRAL)
     output, attn = act_like & (role == "output"), act_like & (role == "attn_logits")
     attn_init = attn & (site == "act") & (step == 0)
+    # The spectral condition: ‖ΔW‖₂ / √(fan_out/fan_in) of every hidden matrix flat in width, whatever
+    # the optimizer. Input and output matrices are left out: a multiplier applied outside the weight
+    # (mup's MuReadout, an embedding multiplier) scales their effective update but not the recorded one.
+    spectral_update = (pl.col("probe") == SPECTRAL) & (site == "param_update") & (role == "hidden")
     lo: pl.Expr = (pl.when(attn | (output & (site == "act"))).then(-0.5)
-                   .when(output).then(-0.25).when(act_like).then(0.0).otherwise(None))
-    hi: pl.Expr = pl.when(attn_init).then(-0.5).when(act_like).then(0.0).otherwise(None)
-    judged: pl.Expr = act_like & ((step >= 1) | output | attn)
+                   .when(output).then(-0.25).when(act_like | spectral_update).then(0.0).otherwise(None))
+    hi: pl.Expr = pl.when(attn_init).then(-0.5).when(act_like | spectral_update).then(0.0).otherwise(None)
+    judged: pl.Expr = (act_like & ((step >= 1) | output | attn)) | spectral_update
     ignored: pl.Expr = pl.lit(False)
     abs_tol: pl.Expr = pl.lit(tolerance.absolute)
     for override in overrides:

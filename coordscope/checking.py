@@ -20,7 +20,7 @@ from typing import Any
 
 import polars as pl
 
-from coordscope.analysis import DEFAULT_TOLERANCE, Tolerance, analyse
+from coordscope.analysis import DEFAULT_TOLERANCE, SPECTRAL, Tolerance, analyse
 from coordscope.config import Config, ConfigSource, Override, load_config, parse_overrides
 from coordscope.diagnose import diagnose, regime
 from coordscope.errors import ConfigError, SpecError, StoreError
@@ -132,7 +132,10 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
         if override.probe is not None and recorded and override.probe not in recorded:
             raise ConfigError(f"override {override.describe()}: probe {override.probe!r} was not recorded in "
                               f"this run (recorded: {', '.join(recorded)})")
-    rows = scan(run_dir).filter(pl.col("probe") == chosen)
+    # The chosen probe's rows, and the spectral norms of updates when the run recorded them (judged
+    # alongside whatever probe judges the activations).
+    rows = scan(run_dir).filter((pl.col("probe") == chosen)
+                                | ((pl.col("probe") == SPECTRAL) & (pl.col("site") == "param_update")))
     analysis = analyse(rows, overrides=_structural_overrides(meta) + all_overrides, tolerance=judging,
                        order=_model_order(run_dir), widths=widths)
     if analysis.fits.is_empty():

@@ -46,3 +46,29 @@ def test_rms_of_an_empty_tensor_is_zero_and_non_finite_values_propagate():
     assert math.isinf(float(rms(torch.tensor([1.0, math.inf]), CTX)))
     assert math.isnan(float(rms(torch.tensor([1.0, math.nan]), CTX)))
     assert math.isinf(float(rms(torch.full((8,), 1e30), CTX)))  # overflow is flagged, as it always was
+
+
+def test_spectral_probe_is_the_operator_norm_over_the_spectral_scale() -> None:
+    spectral = resolve_probes(["spectral"])["spectral"]
+    generator = torch.Generator().manual_seed(1)
+    for fan_out, fan_in in ((64, 64), (256, 32), (16, 512)):
+        for matrix in (torch.randn(fan_out, fan_in, generator=generator),
+                       torch.randn(fan_out, 3, generator=generator) @ torch.randn(3, fan_in, generator=generator)):
+            ctx = ProbeContext("w", "param_update", (fan_out, fan_in), (True, True), fan_out, 0)
+            exact = torch.linalg.matrix_norm(matrix, ord=2) / (fan_out / fan_in) ** 0.5
+            assert 0.9 < float(spectral(matrix, ctx) / exact) <= 1.0 + 1e-5
+    activation = torch.randn(8, 32, generator=generator)
+    ctx = ProbeContext("h", "act", (8, 32), (False, True), 32, 0)
+    assert torch.allclose(spectral(activation, ctx), activation.pow(2).mean().sqrt())  # not a weight: its rms
+
+
+def test_spectral_norms_of_hidden_updates_are_judged_when_recorded(tmp_path) -> None:
+    import coordscope
+
+    grid = {"widths": [64, 128, 256], "steps": 2, "seeds": 2, "probes": "rms,spectral", "progress": False}
+    sp = coordscope.check("mlp-sp", out=tmp_path / "sp", **grid)
+    spectral = [f for f in sp.errors if f.probe == "spectral"]
+    assert {f.name for f in spectral} == {"hidden.0.weight", "hidden.1.weight"}
+    assert all(f.site == "param_update" and f.verdict == "exploding" and f.slope > 0.75 for f in spectral)
+    mup = coordscope.check("mlp-mup", out=tmp_path / "mup", **grid)
+    assert mup.ok and mup.fits.filter((mup.fits["probe"] == "spectral") & mup.fits["judged"]).height == 2 * 3
