@@ -12,6 +12,7 @@ one-line errors, before any fitting.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Iterable, Mapping
@@ -22,8 +23,9 @@ import polars as pl
 
 from coordscope.analysis import DEFAULT_TOLERANCE, SPECTRAL, Tolerance, analyse
 from coordscope.config import Config, ConfigSource, Override, load_config, parse_overrides
-from coordscope.diagnose import diagnose, regime
+from coordscope.diagnose import diagnose, gradient_levels, optimizer_family, regime
 from coordscope.errors import ConfigError, SpecError, StoreError
+from coordscope.hyperparams import learning_rates, lint, slopes
 from coordscope.report import Report
 from coordscope.runmeta import RunMeta, read_meta
 from coordscope.spec import Spec
@@ -140,11 +142,16 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
                        order=_model_order(run_dir), widths=widths)
     if analysis.fits.is_empty():
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
-    findings, diagnoses = diagnose(analysis.findings, analysis.fits)
+    hyperparameters = slopes(meta.hyperparameters, meta.layers)
+    center = sum(math.log2(w) for w in widths) / len(widths)  # where analysis levels its fits
+    measured = optimizer_family(analysis.fits, learning_rates(hyperparameters, widths[0], center))
+    findings, diagnoses = diagnose(analysis.findings, analysis.fits, measured)
     return Report(
         ok=not any(f.severity == "error" for f in findings), complete=complete, run_dir=run_dir, meta=meta,
         findings=findings, fits=analysis.fits, layers=analysis.layers, diagnoses=diagnoses,
         regime=regime(findings), probe=chosen, tolerance=judging, overrides=all_overrides,
+        hyperparameters=hyperparameters, optimizer_family=measured,
+        notes=tuple(lint(hyperparameters, measured, gradient_levels(analysis.fits))),
     )
 
 

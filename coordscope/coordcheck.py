@@ -9,13 +9,27 @@ from pathlib import Path
 from typing import Any
 
 from coordscope.config import ConfigSource
+from coordscope.device import seed_everything
+from coordscope.hyperparams import Hyperparameters, collect, widths_table
 from coordscope.job import Job, record_job
 from coordscope.layers import infer_layers
 from coordscope.orchestrate import execute_run, new_meta
 from coordscope.runmeta import JobRecord
 from coordscope.settings import resolve_run
-from coordscope.spec import Spec, first_batch, rehearse
+from coordscope.spec import Spec, build_model, first_batch, make_optimizer, rehearse
 from coordscope.store import shard_name
+
+
+def effective_hyperparameters(spec: Spec, widths: tuple[int, ...], lr: float) -> dict[str, Hyperparameters]:
+    """The optimizer's lr, weight decay and ε for every parameter at every width, read from the optimizer
+    the spec builds there (nothing is trained; each model is freed before the next is built)."""
+    per_width = []
+    for width in widths:
+        seed_everything(0)
+        model = build_model(spec, width)
+        per_width.append((width, collect(model, make_optimizer(spec, model, lr, width))))
+        del model
+    return widths_table(per_width)
 
 
 def run(
@@ -51,6 +65,7 @@ def run(
     # The user's model, loss and optimizer fail here, in one line, before anything is written.
     layers = infer_layers(settings.spec, (settings.widths[0], settings.widths[1]))
     optimizer = rehearse(settings.spec, settings.widths[0], settings.lr, first_batch(settings.spec))
+    hyperparameters = effective_hyperparameters(settings.spec, settings.widths, settings.lr)
     pairs = [(w, s) for w in settings.widths for s in settings.seeds]
     records = [JobRecord(w, s, shard_name(w, s)) for w, s in pairs]
     name = settings.out.resolve().name
@@ -59,4 +74,5 @@ def run(
                    layers=layers, device=settings.device, dtype=settings.dtype)
     jobs = [replace(template, width=w, seed=s) for w, s in pairs]
     return execute_run(settings, jobs, records, record_job,
-                       lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer))
+                       lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer,
+                                                hyperparameters=hyperparameters))

@@ -45,22 +45,27 @@ DOUBLE_MULT = -0.75  # an output shrinking faster than width^-0.75 has lost more
 ATTN_INIT_DECAY = -0.25  # attention logits at t = 0 shrinking faster than this are scaled by 1/d (TP5 D.2)
 
 
-FOLLOWS = 0.25  # |slope(update) − slope(gradient)| up to which an update follows the gradient (SGD-like)
+SGD_GAP = 0.1  # |slope(update/lr) − slope(gradient)| up to which the first update is lr × gradient (SGD)
+SGD_LEVEL = 0.2  # |log2(update / (lr × gradient))| up to which it is, in size (momentum's first step is exact)
+ADAM_LIKE, SGD_LIKE, ORTHOGONALISED = "Adam-like", "SGD-like", "orthogonalised"
 
 
 @dataclass(frozen=True)
 class Context:
     """What rules may look at besides the finding itself — all of it measured, never read from names.
 
-    ``normalised`` says how the optimizer behaved on the hidden weights' first update: True when its size
-    does not follow the gradient's (Adam, AdamW, Lion, sign or orthogonalised updates: the update's slope
-    in width differs from the gradient's), False when it does (SGD: update = lr × gradient), None when the
-    run has no hidden update and gradient to compare.
+    ``family`` is how the optimizer moved the hidden weights (:func:`optimizer_family`): ``Adam-like``,
+    ``orthogonalised``, ``SGD-like``, or None when the run has no hidden update and gradient to compare.
     """
 
     findings: Sequence[Finding]
     init_slopes: Mapping[str, float]  # slope at t = 0 of each hidden activation and attention logits
-    normalised: bool | None = None
+    family: str | None = None
+
+    @property
+    def normalised(self) -> bool | None:
+        """Whether the update's size is set by the optimizer rather than by the gradient."""
+        return None if self.family is None else self.family != SGD_LIKE
 
     @property
     def hidden_vanishing(self) -> bool:
@@ -187,27 +192,62 @@ def init_slopes(fits: pl.DataFrame) -> dict[str, float]:
     return {name: float(slope) for name, slope in rows.select("name", "slope").iter_rows()}
 
 
-def normalised_updates(fits: pl.DataFrame) -> bool | None:
-    """Whether the hidden weights' first update is normalised (its slope in width differs from its
-    gradient's: Adam-like) rather than proportional to the gradient (SGD-like); None without the data.
-    Per weight, the first step where both have a slope counts (a zero-initialised readout leaves the
-    hidden gradients exactly 0 at t = 0); the median over hidden weights decides, so one odd layer does not."""
-    hidden = fits.filter((pl.col("role") == "hidden") & pl.col("slope").is_not_null())
-    pairs = (hidden.filter(pl.col("site") == "param_update").select("name", "step", update="slope")
-             .join(hidden.filter(pl.col("site") == "param_grad").select("name", "step", grad="slope"),
-                   on=["name", "step"])
-             .sort("step").group_by("name").first())
+def first_updates(fits: pl.DataFrame) -> pl.DataFrame:
+    """Per hidden matrix, the slopes of its update and its gradient (``update``, ``grad``) and their log2
+    levels at the centre width (``update_level``, ``grad_level``) at the first step where both have one
+    (a zero-initialised readout leaves the hidden gradients exactly 0 at t = 0).
+    Entry-size probes only: the spectral norms answer another question."""
+    hidden = fits.filter((pl.col("role") == "hidden") & (pl.col("probe") != "spectral")
+                         & pl.col("slope").is_not_null())
+    return (hidden.filter(pl.col("site") == "param_update")
+            .select("name", "step", update="slope", update_level="intercept")
+            .join(hidden.filter(pl.col("site") == "param_grad").select("name", "step", grad="slope",
+                                                                        grad_level="intercept"),
+                  on=["name", "step"])
+            .sort("step").group_by("name").first())
+
+
+def gradient_levels(fits: pl.DataFrame) -> dict[str, float]:
+    """Each hidden matrix's log2 gradient rms at the centre width, at its first step with an update."""
+    pairs = first_updates(fits)
+    return dict(zip(pairs["name"].to_list(), pairs["grad_level"].to_list(), strict=True))
+
+
+def optimizer_family(fits: pl.DataFrame, learning_rates: Mapping[str, tuple[float, float]] | None = None
+                     ) -> str | None:
+    """How the optimizer moved the hidden matrices, measured; None without the data.
+
+    Per hidden matrix, at its first step with both an update and a gradient. ``learning_rates`` gives each
+    parameter's log2 learning rate at the fits' centre width and its slope in width (from the optimizer's
+    groups; unknown ones count as a constant 1). SGD's first update is lr × gradient: its size is the
+    gradient's times lr at every width — slope *and* level (:data:`SGD_LIKE`). Otherwise the update is
+    normalised, and its slope per unit of learning rate is about 0 for sign-like updates (Adam, AdamW,
+    Lion: :data:`ADAM_LIKE`) and about −½ for orthogonalised ones (Muon's square matrices:
+    :data:`ORTHOGONALISED`). The median over hidden matrices decides, so one odd layer does not.
+    """
+    pairs = first_updates(fits)
     if pairs.is_empty():
         return None
-    gap = (pairs["update"] - pairs["grad"]).abs().median()
-    return None if gap is None else float(gap) > FOLLOWS  # type: ignore[arg-type]
+    known = dict(learning_rates or {})
+    level = pl.col("name").replace_strict({n: v[0] for n, v in known.items()}, default=0.0, return_dtype=pl.Float64)
+    slope = pl.col("name").replace_strict({n: v[1] for n, v in known.items()}, default=0.0, return_dtype=pl.Float64)
+    per_lr = pairs.with_columns(per_lr=pl.col("update") - slope,
+                                level_gap=(pl.col("update_level") - level - pl.col("grad_level")).abs())
+    gap = per_lr.select((pl.col("per_lr") - pl.col("grad")).abs().median()).item()
+    level_gap = per_lr.select(pl.col("level_gap").median()).item() if known else 0.0
+    if gap is not None and float(gap) <= SGD_GAP and level_gap is not None and float(level_gap) <= SGD_LEVEL:
+        return SGD_LIKE
+    typical = per_lr.select(pl.col("per_lr").median()).item()
+    return None if typical is None else (ORTHOGONALISED if float(typical) < -0.25 else ADAM_LIKE)
 
 
-def diagnose(findings: Iterable[Finding], fits: pl.DataFrame) -> tuple[list[Finding], list[Diagnosis]]:
+def diagnose(findings: Iterable[Finding], fits: pl.DataFrame, family: str | None = None) -> tuple[
+        list[Finding], list[Diagnosis]]:
     """Claim each finding for the first rule that fits; return the findings with their ``hint`` and
-    ``rule`` filled in, and one :class:`Diagnosis` per rule that fired (in rule order)."""
+    ``rule`` filled in, and one :class:`Diagnosis` per rule that fired (in rule order). ``family``: the
+    measured :func:`optimizer_family` (None: the hints that depend on it say so)."""
     found = list(findings)
-    ctx = Context(findings=found, init_slopes=init_slopes(fits), normalised=normalised_updates(fits))
+    ctx = Context(findings=found, init_slopes=init_slopes(fits), family=family)
     claimed: dict[str, list[Finding]] = {}
     out: list[Finding] = []
     for f in found:

@@ -41,6 +41,7 @@ from coordscope.choices import FORMATS
 from coordscope.config import Override
 from coordscope.diagnose import Diagnosis
 from coordscope.errors import ConfigError
+from coordscope.hyperparams import Note
 from coordscope.runmeta import RunMeta
 
 _MARK = {"error": "FAIL", "warning": "WARN", "ok": "ok", "info": ""}
@@ -69,6 +70,9 @@ class Report:
     probe: str
     tolerance: Tolerance = DEFAULT_TOLERANCE
     overrides: tuple[Override, ...] = ()
+    hyperparameters: pl.DataFrame | None = None
+    optimizer_family: str | None = None
+    notes: tuple[Note, ...] = ()
 
     @property
     def errors(self) -> list[Finding]:
@@ -103,6 +107,11 @@ class Report:
                 "name", "site", "probe", "role", "step", "slope", "stderr", "r2", "expected", "expected_lo",
                 "expected_hi", "tolerance", "verdict", "severity", pl.col("layer_judged").alias("judged"),
             ).to_dicts()],
+            "hyperparameters": {
+                "optimizer_family": self.optimizer_family,
+                "notes": [n.to_dict() for n in self.notes],
+                "slopes": [] if self.hyperparameters is None else [_clean(r) for r in self.hyperparameters.to_dicts()],
+            },
             "per_step": [_clean(row) for row in self.fits.filter(pl.col("judged")).select(
                 "name", "site", "probe", "step", "slope", "stderr", "expected_lo", "expected_hi", "verdict",
                 "severity",
@@ -201,6 +210,10 @@ def render_text(report: Report) -> str:
         for d in report.diagnoses:
             lines.append(f"  [{d.rule}] {d.title}: {', '.join(d.layers)}")
             lines.append(f"      fix: {d.hint}")
+    if report.optimizer_family is not None:
+        lines += ["", f"hyperparameters (the hidden updates measured {report.optimizer_family}):"]
+        lines += [f"  {n.role} {n.key}: {n.message} ({', '.join(n.names)})" for n in report.notes] or [
+            "  learning rates and ε scale as μP's rule for these updates asks"]
     tol = report.tolerance
     lines += ["", f"slope = d log2(size) / d log2(width) at the worst step; tolerance max({tol.absolute:g}, "
               f"{tol.sigma:g}·stderr); run dir {report.run_dir}"]

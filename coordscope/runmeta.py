@@ -48,7 +48,8 @@ class RunMeta:
     ``kind``: ``coordcheck`` or ``lrsweep``; ``status``: ``running`` until the last job, then ``complete``,
     or ``incomplete`` after a failure or Ctrl-C (a run killed outright stays ``running`` with shards
     missing). ``jobs`` is the plan; ``layers`` (coord checks) the role of every recorded name.
-    ``optimizer`` is the class name of the optimizer the spec built, reported by the first finished job.
+    ``optimizer`` is the class name of the optimizer the spec built; ``hyperparameters`` (coord checks) the
+    lr, weight decay and ε in effect for every parameter at every width (:mod:`coordscope.hyperparams`).
     """
 
     kind: str
@@ -68,6 +69,7 @@ class RunMeta:
     dtype: str = "float32"
     eval_batches: int | None = None
     layers: Mapping[str, Layer] = field(default_factory=dict)
+    hyperparameters: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
     created: str = ""
     updated: str | None = None
@@ -118,6 +120,9 @@ class RunMeta:
                 dtype=str(data.get("dtype", "float32")),
                 eval_batches=None if data.get("eval_batches") is None else int(data["eval_batches"]),
                 layers={str(n): Layer.from_json(v) for n, v in (data.get("layers") or {}).items()},
+                hyperparameters={str(w): {str(n): {str(k): float(x) for k, x in values.items()}
+                                          for n, values in params.items()}
+                                 for w, params in (data.get("hyperparameters") or {}).items()},
                 versions={str(k): str(v) for k, v in (data.get("versions") or {}).items()},
                 created=str(data.get("created") or ""),
                 updated=data.get("updated"),
