@@ -144,8 +144,10 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
     hyperparameters = slopes(meta.hyperparameters, meta.layers)
     center = sum(math.log2(w) for w in widths) / len(widths)  # where analysis levels its fits
-    measured = optimizer_family(analysis.fits, learning_rates(hyperparameters, widths[0], center))
-    findings, diagnoses = diagnose(analysis.findings, analysis.fits, measured)
+    rates = learning_rates(hyperparameters, widths[0], center)
+    measured = optimizer_family(analysis.fits, rates)
+    findings, diagnoses = diagnose(analysis.findings, analysis.fits, measured,
+                                   {name: slope for name, (_, slope) in rates.items()})
     return Report(
         ok=not any(f.severity == "error" for f in findings), complete=complete, run_dir=run_dir, meta=meta,
         findings=findings, fits=analysis.fits, layers=analysis.layers, diagnoses=diagnoses,

@@ -27,7 +27,7 @@ The whole model also gets a regime label (:func:`regime`): ``μP-like``, ``SP-li
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import polars as pl
@@ -45,6 +45,7 @@ DOUBLE_MULT = -0.75  # an output shrinking faster than width^-0.75 has lost more
 ATTN_INIT_DECAY = -0.25  # attention logits at t = 0 shrinking faster than this are scaled by 1/d (TP5 D.2)
 
 
+LR_SHRINKS = 0.25  # a learning rate whose slope in width is below −0.25 is scaled down with width
 SGD_GAP = 0.1  # |slope(update/lr) − slope(gradient)| up to which the first update is lr × gradient (SGD)
 SGD_LEVEL = 0.2  # |log2(update / (lr × gradient))| up to which it is, in size (momentum's first step is exact)
 ADAM_LIKE, SGD_LIKE, ORTHOGONALISED = "Adam-like", "SGD-like", "orthogonalised"
@@ -61,6 +62,11 @@ class Context:
     findings: Sequence[Finding]
     init_slopes: Mapping[str, float]  # slope at t = 0 of each hidden activation and attention logits
     family: str | None = None
+    lr_slopes: Mapping[str, float] = field(default_factory=dict)  # parameter → its learning rate's slope
+
+    def lr_shrinks(self, module: str) -> bool:
+        """Whether the learning rate of ``module``'s weight falls with width (read from the optimizer)."""
+        return self.lr_slopes.get(f"{module}.weight" if module else "weight", 0.0) < -LR_SHRINKS
 
     @property
     def normalised(self) -> bool | None:
@@ -140,13 +146,13 @@ RULES: tuple[Rule, ...] = (
          "features. Use μP: 1/fan_in init for hidden weights, readout multiplier 1/width_mult, and per-layer "
          "learning rates that do not shrink with fan-in (mup.MuSGD / mup.MuAdam)",
          lambda f, ctx: f.site == "act_delta" and f.verdict == "vanishing" and (
-             f.role == "hidden" or (f.role == "input" and ctx.hidden_vanishing))),
+             f.role == "hidden" or (f.role == "input" and ctx.hidden_vanishing and not ctx.lr_shrinks(f.name)))),
     Rule("embedding_lr_scaled", "Input/embedding learning rate scaled down with width",
          "the input (embedding) layer stops learning as width grows while hidden layers are fine: under μP "
          "the input layer's learning rate must not shrink with width (Adam: it keeps the base LR; only "
          "hidden matrices get lr / width_mult)",
          lambda f, ctx: f.role == "input" and f.site == "act_delta" and f.verdict == "vanishing"
-         and not ctx.hidden_vanishing),
+         and (not ctx.hidden_vanishing or ctx.lr_shrinks(f.name))),
 )
 
 RULE_IDS: tuple[str, ...] = tuple(rule.id for rule in RULES)
@@ -241,13 +247,14 @@ def optimizer_family(fits: pl.DataFrame, learning_rates: Mapping[str, tuple[floa
     return None if typical is None else (ORTHOGONALISED if float(typical) < -0.25 else ADAM_LIKE)
 
 
-def diagnose(findings: Iterable[Finding], fits: pl.DataFrame, family: str | None = None) -> tuple[
-        list[Finding], list[Diagnosis]]:
+def diagnose(findings: Iterable[Finding], fits: pl.DataFrame, family: str | None = None,
+             lr_slopes: Mapping[str, float] | None = None) -> tuple[list[Finding], list[Diagnosis]]:
     """Claim each finding for the first rule that fits; return the findings with their ``hint`` and
     ``rule`` filled in, and one :class:`Diagnosis` per rule that fired (in rule order). ``family``: the
-    measured :func:`optimizer_family` (None: the hints that depend on it say so)."""
+    measured :func:`optimizer_family` (None: the hints that depend on it say so); ``lr_slopes``: each
+    parameter's learning-rate slope in width, from the optimizer's groups."""
     found = list(findings)
-    ctx = Context(findings=found, init_slopes=init_slopes(fits), family=family)
+    ctx = Context(findings=found, init_slopes=init_slopes(fits), family=family, lr_slopes=dict(lr_slopes or {}))
     claimed: dict[str, list[Finding]] = {}
     out: list[Finding] = []
     for f in found:

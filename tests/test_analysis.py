@@ -15,7 +15,7 @@ import pytest
 from coordscope.analysis import analyse
 from coordscope.checking import check_run
 from coordscope.config import Override
-from coordscope.runmeta import SCHEMA_VERSION, RunMeta, read_meta, write_meta
+from coordscope.runmeta import SCHEMA_VERSION, RunMeta, read_meta, update_meta, write_meta
 from coordscope.store import ShardWriter, scan, shard_name
 
 WIDTHS = (64, 128, 256, 512)
@@ -297,3 +297,16 @@ def test_many_layers_get_one_fit_per_layer_site_and_step(tmp_path):
     report = check_run(run)
     assert report.fits.height == 600 * 14 - 200  # act_delta at t = 0 is zero by definition: no fit
     assert report.ok
+
+
+def test_an_embedding_lr_scaled_down_is_named_even_when_hidden_features_also_vanish(tmp_path):
+    """u-μP style: the embedding's learning rate ∝ width^-½ (read from the optimizer's groups) explains the
+    input layer's vanishing change; without that evidence the same slopes read as NTK-lazy."""
+    slopes = {"input__act_delta": -0.5, "hidden.0__act_delta": -0.5, "hidden.1__act_delta": -0.5}
+    run = write_run(tmp_path / "run", mup_model(**slopes) + FOLLOWS_GRAD, noise=0.05)
+    lazy = check_run(run)
+    assert next(f.rule for f in lazy.findings if f.name == "input") == "ntk_lazy"
+    rates = {str(w): {"input.weight": {"lr": 0.01 * (w / 64) ** -0.5}} for w in WIDTHS}
+    update_meta(run, hyperparameters=rates)
+    scaled = check_run(run)
+    assert next(f.rule for f in scaled.findings if f.name == "input") == "embedding_lr_scaled"
