@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
-from coordscope.analysis import DEFAULT_TOLERANCE, SPECTRAL, Tolerance, analyse
+from coordscope.analysis import DEFAULT_TOLERANCE, SPECTRAL, Finding, Tolerance, analyse
 from coordscope.config import Config, ConfigSource, Override, load_config, parse_overrides
 from coordscope.diagnose import diagnose, gradient_levels, optimizer_family, regime
 from coordscope.errors import ConfigError, SpecError, StoreError
 from coordscope.hyperparams import learning_rates, lint, slopes
+from coordscope.outputs import LOSS
 from coordscope.report import Report
 from coordscope.runmeta import RunMeta, read_meta
 from coordscope.spec import Spec
@@ -40,7 +43,7 @@ def _looks_like_path(target: str) -> bool:
 
 def _record(target: Target, config: Config, run_kwargs: Mapping[str, Any]) -> Path:
     """Record a coord check of the spec ``target`` (settings: arguments, then ``[tool.coordscope]``) into
-    ``out`` or a fresh temporary directory that is kept, so the run can be inspected afterwards."""
+    ``run_kwargs["out"]``."""
     from coordscope.coordcheck import run  # recording needs torch; judging a stored run does not
     from coordscope.spec import load_spec
 
@@ -51,10 +54,7 @@ def _record(target: Target, config: Config, run_kwargs: Mapping[str, Any]) -> Pa
             raise SpecError(f"{target!r} is neither a run directory nor a spec (a .py file, a module, "
                             "module:attr or a sample name; see `coordscope samples`)") from None
         raise
-    kwargs = dict(run_kwargs)
-    if kwargs.get("out") is None:
-        kwargs["out"] = tempfile.mkdtemp(prefix="coordscope-check-")
-    return run(spec, config=config, **kwargs)
+    return run(spec, config=config, **run_kwargs)
 
 
 def _widths_present(run_dir: Path, meta: RunMeta) -> list[int]:
@@ -74,6 +74,31 @@ def _structural_overrides(meta: RunMeta) -> tuple[Override, ...]:
     raw = [Override(name, site, ignore=True) for name, layer in meta.layers.items() if layer.rescaled
            for site in ("act", "act_delta")]
     return tuple(heads + raw)
+
+
+BLOWUP = 10.0  # a loss that grows ten-fold during the check has blown up, finite or not
+
+
+def loss_blowup(rows: pl.LazyFrame) -> Finding | None:
+    """A ``diverged`` finding on ``<loss>`` when, at some width, the loss (geometric mean over seeds) grew
+    by :data:`BLOWUP` or more from step 0 — training blew up even where every value stayed finite
+    (2.3 → 2e13 at a huge learning rate). A non-finite loss is a ``diverged`` fit already."""
+    loss = (rows.filter((pl.col("site") == "loss") & pl.col("value").is_finite() & (pl.col("value") > 0))
+            .group_by("width", "step").agg(pl.col("value").log(2).mean().alias("log2"))
+            .sort("width", "step").collect())
+    if loss.is_empty():
+        return None
+    growth = (loss.group_by("width").agg(
+        first=pl.col("log2").first(), peak=pl.col("log2").max(), step=pl.col("step").sort_by("log2").last())
+        .with_columns(ratio=pl.lit(2.0).pow(pl.col("peak") - pl.col("first"))).sort("ratio", descending=True))
+    worst = growth.row(0, named=True)
+    if worst["ratio"] < BLOWUP:
+        return None
+    return Finding(name=LOSS, site="loss", probe="value", step=int(worst["step"]), slope=None, stderr=None,
+                   expected=None, verdict="diverged", severity="error", role="loss", judged=True,
+                   first_step=int(worst["step"]), first_width=int(worst["width"]),
+                   hint=f"the loss grew ×{worst['ratio']:.3g} (from {2 ** worst['first']:.3g} to "
+                        f"{2 ** worst['peak']:.3g}) at width {worst['width']} by step {worst['step']}")
 
 
 def _model_order(run_dir: Path) -> list[str]:
@@ -142,6 +167,9 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
                        order=_model_order(run_dir), widths=widths)
     if analysis.fits.is_empty():
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
+    blowup = loss_blowup(scan(run_dir))
+    if blowup is not None and not any(f.site == "loss" for f in analysis.findings):  # not already non-finite
+        analysis = replace(analysis, findings=[blowup, *analysis.findings])
     hyperparameters = slopes(meta.hyperparameters, meta.layers)
     center = sum(math.log2(w) for w in widths) / len(widths)  # where analysis levels its fits
     rates = learning_rates(hyperparameters, widths[0], center)
@@ -172,7 +200,7 @@ def check(
 
     ``target``: a run directory, or a spec (a :class:`Spec`, ``.py`` file, module, ``module:attr`` or
     sample name), which is first recorded with :func:`coordscope.run` — ``run_kwargs`` (widths, steps,
-    seeds, lr, out, …) go there — into ``out`` or a kept temporary directory. ``overrides``:
+    seeds, lr, out, …) go there — into ``out``, or into a temporary directory removed once judged. ``overrides``:
     :class:`Override` objects or CLI strings (``'readout*:act_delta:expected=0..1,tol=0.4'``), applied
     after those of the config. ``probe``: which recorded probe to judge (default ``rms``).
     ``tolerance``/``sigma``: see :class:`coordscope.analysis.Tolerance`. ``config``: a :class:`Config`, a
@@ -189,6 +217,16 @@ def check(
     elif isinstance(target, str) and _looks_like_path(target) and not target.partition(":")[0].endswith(".py"):
         raise StoreError(f"run directory {target!r} does not exist")
     else:
-        run_dir = _record(target, cfg, run_kwargs)
+        # Recorded only to be judged: without ``out`` the run goes to a temporary directory that is removed
+        # afterwards, whatever happens (the Report keeps every number it needs in memory).
+        temporary = Path(tempfile.mkdtemp(prefix="coordscope-check-")) if run_kwargs.get("out") is None else None
+        try:
+            run_dir = _record(target, cfg, {**run_kwargs, "out": temporary or run_kwargs["out"]})
+            report = check_run(run_dir, config=cfg, overrides=overrides, allow_incomplete=allow_incomplete,
+                               probe=probe, tolerance=tolerance, sigma=sigma)
+        finally:
+            if temporary is not None:
+                shutil.rmtree(temporary, ignore_errors=True)
+        return replace(report, temporary=temporary is not None)
     return check_run(run_dir, config=cfg, overrides=overrides, allow_incomplete=allow_incomplete, probe=probe,
                      tolerance=tolerance, sigma=sigma)

@@ -6,6 +6,7 @@ a finding belongs to the first rule that claims it, so every finding gets exactl
 rule claims gets a generic one. The rule ids are stable (samples and tests refer to them):
 
 ============================  ===========================================================================
+``loss_blowup``               the loss grew ten-fold or more during the check, or became NaN/inf
 ``diverged``                  non-finite values appeared
 ``undetermined``              a judged layer has no step with a slope (nothing moved yet, or one width)
 ``sp_init_constant_std``      hidden activations already grow at t = 0 (constant-std init, e.g. 0.02)
@@ -94,6 +95,12 @@ class Rule:
 
 
 RULES: tuple[Rule, ...] = (
+    Rule("loss_blowup", "Training blew up (the loss grew ten-fold or more, or became NaN/inf)",
+         "the loss exploded during the check: the learning rate is far too "
+         "large for the widest models, or some update grows with width (see the layers flagged exploding). "
+         "A μP model trains stably at the same learning rate at every width; lower it, and fix the growing "
+         "layers first",
+         lambda f, ctx: f.site == "loss" and f.verdict == "diverged"),
     Rule("diverged", "Training diverged (non-finite values)",
          "values became NaN/inf: some update is too large at the widest widths; fix the layers flagged as "
          "exploding (a μP model is stable at the same learning rate at every width) or lower the learning rate",
@@ -185,6 +192,8 @@ class Diagnosis:
 
 
 def _finding_hint(rule: Rule, f: Finding) -> str:
+    if rule.id == "loss_blowup" and f.hint:
+        return f"{f.hint}: {rule.hint}"
     if rule.id == "diverged" and f.first_step is not None:
         return f"{rule.hint} (first at width {f.first_width}, step {f.first_step})"
     return rule.hint

@@ -73,6 +73,7 @@ class Report:
     hyperparameters: pl.DataFrame | None = None
     optimizer_family: str | None = None
     notes: tuple[Note, ...] = ()
+    temporary: bool = False  # recorded into a temporary directory that is gone now (no ``out`` was given)
 
     @property
     def errors(self) -> list[Finding]:
@@ -94,7 +95,7 @@ class Report:
             "ok": self.ok,
             "complete": self.complete,
             "run": self.meta.run,
-            "run_dir": str(self.run_dir),
+            "run_dir": None if self.temporary else str(self.run_dir),
             "spec": self.meta.spec,
             "regime": self.regime,
             "probe": self.probe,
@@ -137,13 +138,14 @@ class Report:
             text += " · INCOMPLETE run (some jobs missing)"
         return text
 
-    def render(self, fmt: str = "text") -> str:
-        """The report as ``text``, ``json``, ``junit`` or ``markdown``."""
+    def render(self, fmt: str = "text", *, failures_only: bool = False) -> str:
+        """The report as ``text``, ``json``, ``junit`` or ``markdown``; ``failures_only`` keeps only the
+        layers with an error or warning in the tables (the headline still counts every judged layer)."""
         renderers = {"text": render_text, "json": render_json, "junit": render_junit,
                      "markdown": render_markdown}
         if fmt not in renderers:
             raise ConfigError(f"unknown format {fmt!r} (choose from {', '.join(FORMATS)})")
-        return renderers[fmt](self)
+        return renderers[fmt](self, failures_only)
 
     def __str__(self) -> str:
         return render_text(self)
@@ -178,8 +180,11 @@ def _context(report: Report) -> str:
     return " · ".join(parts)
 
 
-def _rows(report: Report) -> list[dict[str, Any]]:
-    return report.judged.to_dicts()
+def _rows(report: Report, failures_only: bool = False) -> list[dict[str, Any]]:
+    rows = report.judged
+    if failures_only:
+        rows = rows.filter(pl.col("severity").is_in(["error", "warning"]))
+    return rows.to_dicts()
 
 
 def _steps_cell(steps: Sequence[int] | None) -> str:
@@ -193,13 +198,13 @@ def _steps_cell(steps: Sequence[int] | None) -> str:
     return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
-def render_text(report: Report) -> str:
+def render_text(report: Report, failures_only: bool = False) -> str:
     """A fixed-width table of every judged layer (worst step), then the diagnoses with their hints."""
     header = ("", "layer", "site", "role", "step", "slope ± se", "expected", "verdict", "failing steps")
     table = [header] + [
         (_MARK.get(r["severity"], ""), r["name"], r["site"], r["role"] or "", str(r["step"]), _slope_cell(r),
          _range(r["expected_lo"], r["expected_hi"]), r["verdict"] or "", _steps_cell(r.get("steps")))
-        for r in _rows(report)
+        for r in _rows(report, failures_only)
     ]
     widths = [max(len(row[i]) for row in table) for i in range(len(header))]
     lines = [f"coordscope check · {_context(report)}", report.headline, ""]
@@ -216,13 +221,21 @@ def render_text(report: Report) -> str:
             "  learning rates and ε scale as μP's rule for these updates asks"]
     tol = report.tolerance
     lines += ["", f"slope = d log2(size) / d log2(width) at the worst step; tolerance max({tol.absolute:g}, "
-              f"{tol.sigma:g}·stderr); run dir {report.run_dir}"]
+              f"{tol.sigma:g}·stderr); "
+              + ("recorded in a temporary directory, now removed (pass --out DIR to keep the run)" if report.temporary
+                 else f"run dir {report.run_dir}")]
     return "\n".join(lines) + "\n"
 
 
-def render_json(report: Report) -> str:
-    """:meth:`Report.to_dict` as indented JSON."""
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n"
+def render_json(report: Report, failures_only: bool = False) -> str:
+    """:meth:`Report.to_dict` as indented JSON (``layers`` and ``per_step`` cut to failing layers with
+    ``failures_only``)."""
+    data = report.to_dict()
+    if failures_only:
+        failing = {(f.name, f.site, f.probe) for f in report.findings}
+        for key in ("layers", "per_step"):
+            data[key] = [r for r in data[key] if (r["name"], r["site"], r["probe"]) in failing]
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
 def _md_escape(text: str) -> str:
@@ -238,7 +251,7 @@ def _md_header(columns: Sequence[str]) -> list[str]:
     return ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
 
 
-def render_markdown(report: Report) -> str:
+def render_markdown(report: Report, failures_only: bool = False) -> str:
     """A heading with the verdict, the findings table (or a line saying there are none), the diagnoses
     and, folded, every judged layer — for ``$GITHUB_STEP_SUMMARY`` and pull-request comments."""
     mark = "✅" if report.ok else "❌"
@@ -258,7 +271,7 @@ def render_markdown(report: Report) -> str:
         out += [f"- **{_md_escape(d.title)}** ({_md_code(d.rule)}): {', '.join(map(_md_code, d.layers))}. "
                 f"{_md_escape(d.hint)}" for d in report.diagnoses]
     out += ["", "<details><summary>All judged layers</summary>", "", *_md_header(columns)]
-    for r in _rows(report):
+    for r in _rows(report, failures_only):
         out.append(f"| {_MD_MARK.get(r['severity'], '')} | {_md_code(r['name'])} | {r['site']} | {r['role']} | "
                    f"{r['step']} | {_slope_cell(r)} | {_range(r['expected_lo'], r['expected_hi'])} | "
                    f"{r['verdict'] or ''} |")
@@ -266,13 +279,13 @@ def render_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
-def render_junit(report: Report) -> str:
+def render_junit(report: Report, failures_only: bool = False) -> str:
     """JUnit XML: one test suite for the run, one test case per judged layer (name · site [probe]); a
     violation is a ``<failure>`` whose message is the verdict and whose text is the hint; warnings go to
     ``<system-out>``."""
     by_key = {f.key: f for f in report.findings}
     suite_name = f"coordscope.{report.meta.run}"
-    rows = _rows(report)
+    rows = _rows(report, failures_only)
     suite = ET.Element("testsuite", name=suite_name, tests=str(len(rows)),
                        failures=str(sum(r["severity"] == "error" for r in rows)), errors="0", skipped="0")
     for r in rows:
@@ -293,9 +306,9 @@ def render_junit(report: Report) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def write(report: Report, fmt: str, output: str | Path | None) -> str:
+def write(report: Report, fmt: str, output: str | Path | None, *, failures_only: bool = False) -> str:
     """Render ``report`` and write it to ``output`` when given; returns the rendered text."""
-    text = report.render(fmt)
+    text = report.render(fmt, failures_only=failures_only)
     if output is not None:
         try:
             Path(output).write_text(text, encoding="utf-8")

@@ -210,3 +210,37 @@ def test_allow_incomplete_judges_what_is_there(mlp_runs, tmp_path):
     code, out, _ = cli("check", _incomplete(mlp_runs["mlp-mup"], tmp_path), "--allow-incomplete", "--format", "json")
     data = json.loads(out)
     assert code == 0 and data["complete"] is False and data["ok"] is True
+
+
+def test_a_spec_checked_without_out_leaves_no_run_behind(tmp_path, monkeypatch):
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp makes its directories
+    report = api.check("mlp-mup", widths=[64, 128, 256], steps=2, seeds=2, progress=False)
+    assert report.temporary and report.ok and not list(tmp_path.iterdir())
+    assert "now removed" in report.render("text") and report.to_dict()["run_dir"] is None
+    with pytest.raises(AssertionError):
+        assert_mup("mlp-sp", widths=[64, 128], steps=2, seeds=1)
+    assert not list(tmp_path.iterdir())  # also when the check fails
+    with pytest.raises(api.SpecError):
+        api.check("mlp-mup", widths=[64, 128], steps=1, seeds=1, lr=-1.0)
+    assert not list(tmp_path.iterdir())  # and when it cannot even start
+
+
+def test_failures_only_lists_only_failing_layers_and_keeps_the_count(mlp_runs):
+    code, full, _ = cli("check", mlp_runs["mlp-sp"])
+    code_f, short, _ = cli("check", mlp_runs["mlp-sp"], "--failures-only")
+    assert code == code_f == 1
+    assert full.splitlines()[1] == short.splitlines()[1]  # the same headline, counting every judged layer
+    assert "  ok  " in full and "  ok  " not in short
+    assert sum(line.startswith("  FAIL") for line in full.splitlines()) == sum(
+        line.startswith("  FAIL") for line in short.splitlines()) > 0
+    data = json.loads(cli("check", mlp_runs["mlp-sp"], "--failures-only", "--format", "json")[1])
+    assert data["layers"] and all(r["severity"] in ("error", "warning") for r in data["layers"])
+
+
+def test_a_loss_that_blows_up_while_finite_is_named(tmp_path):
+    report = api.check("mlp-mup", widths=[64, 128], steps=2, seeds=1, lr=3.0, out=tmp_path / "r", progress=False)
+    (loss,) = [f for f in report.findings if f.site == "loss"]
+    assert loss.verdict == "diverged" and loss.rule == "loss_blowup" and "the loss grew ×" in loss.hint
+    assert "loss_blowup" in {d.rule for d in report.diagnoses}

@@ -18,6 +18,8 @@ from coordscope.cli.options import config_option, run_kwargs, run_options
                    "markdown: for a CI step summary.")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True),
               help="Write the report to this file instead of stdout.")
+@click.option("--failures-only", is_flag=True,
+              help="List only the layers that fail or warn (the headline still counts every judged layer).")
 @click.option("--allow-incomplete", is_flag=True, help="Judge a run with missing jobs instead of refusing it.")
 @click.option("--override", "overrides", multiple=True, metavar="PATTERN:SITE:KEY=VALUE,...",
               help="Change how matching fits are judged (repeatable; after [tool.coordscope] overrides). "
@@ -28,9 +30,9 @@ from coordscope.cli.options import config_option, run_kwargs, run_options
 @click.option("--sigma", type=float, help="Standard errors of slack when larger than --tolerance (default 3).")
 @config_option
 @run_options
-def check(target: str, fmt: str, output: str | None, allow_incomplete: bool, overrides: tuple[str, ...],
-          judge_probe: str | None, tolerance: float | None, sigma: float | None, config_path: str | None,
-          **params: Any) -> None:
+def check(target: str, fmt: str, output: str | None, failures_only: bool, allow_incomplete: bool,
+          overrides: tuple[str, ...], judge_probe: str | None, tolerance: float | None, sigma: float | None,
+          config_path: str | None, **params: Any) -> None:
     """Judge whether TARGET scales as μP predicts: a run directory, or a spec (a .py file, module,
     module:attr or sample name), which is recorded first with the same flags as `coordscope run`.
 
@@ -42,7 +44,7 @@ def check(target: str, fmt: str, output: str | None, allow_incomplete: bool, ove
 
     report = run_check(target, overrides=overrides, allow_incomplete=allow_incomplete, probe=judge_probe,
                        tolerance=tolerance, sigma=sigma, config=config_path, **run_kwargs(params))
-    text = write(report, fmt, output)
+    text = write(report, fmt, output, failures_only=failures_only)
     if output is None:
         click.echo(text, nl=False)
     else:
