@@ -217,14 +217,14 @@ def test_a_spec_checked_without_out_leaves_no_run_behind(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where mkdtemp makes its directories
     report = api.check("mlp-mup", widths=[64, 128, 256], steps=2, seeds=2, progress=False)
-    assert report.temporary and report.ok and not list(tmp_path.iterdir())
+    assert report.temporary and report.ok and not list(tmp_path.glob("coordscope-check-*"))
     assert "now removed" in report.render("text") and report.to_dict()["run_dir"] is None
     with pytest.raises(AssertionError):
         assert_mup("mlp-sp", widths=[64, 128], steps=2, seeds=1)
-    assert not list(tmp_path.iterdir())  # also when the check fails
+    assert not list(tmp_path.glob("coordscope-check-*"))  # also when the check fails
     with pytest.raises(api.SpecError):
         api.check("mlp-mup", widths=[64, 128], steps=1, seeds=1, lr=-1.0)
-    assert not list(tmp_path.iterdir())  # and when it cannot even start
+    assert not list(tmp_path.glob("coordscope-check-*"))  # and when it cannot even start
 
 
 def test_failures_only_lists_only_failing_layers_and_keeps_the_count(mlp_runs):
