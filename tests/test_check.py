@@ -222,7 +222,7 @@ def test_a_spec_checked_without_out_leaves_no_run_behind(tmp_path, monkeypatch):
     with pytest.raises(AssertionError):
         assert_mup("mlp-sp", widths=[64, 128], steps=2, seeds=1)
     assert not list(tmp_path.glob("coordscope-check-*"))  # also when the check fails
-    with pytest.raises(api.SpecError):
+    with pytest.raises(api.ConfigError):
         api.check("mlp-mup", widths=[64, 128], steps=1, seeds=1, lr=-1.0)
     assert not list(tmp_path.glob("coordscope-check-*"))  # and when it cannot even start
 
