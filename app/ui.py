@@ -13,6 +13,7 @@ from coordscope.errors import CoordscopeError
 from coordscope.report import Report
 from coordscope.runmeta import RunMeta
 
+CHOSEN = "coordscope-run"  # session key under which each page's chosen run is remembered across pages
 MAX_LAYERS = 16  # default number of layers drawn; more lines than this are unreadable (the rest are a click away)
 
 
@@ -38,8 +39,9 @@ def pick_run(kind: str, label: str = "Run", key: str | None = None,
         return None
     names = [e.name for e in runs]
     index = 0
+    remembered = f"{CHOSEN}-{kind}"  # not a widget key: Streamlit drops widget state on a page switch
     if key is None:
-        wanted = st.query_params.get("run")
+        wanted = st.query_params.get("run") or st.session_state.get(remembered)
         if wanted in names:
             index = names.index(wanted)
         elif wanted is not None and not any(e.name == wanted for e in entries):
@@ -47,6 +49,7 @@ def pick_run(kind: str, label: str = "Run", key: str | None = None,
     choice = st.sidebar.selectbox(label, names, index=index, key=key or f"run-{kind}")
     if key is None:
         st.query_params["run"] = choice
+        st.session_state[remembered] = choice
     return runs[names.index(choice)]
 
 

@@ -88,14 +88,26 @@ def test_coord_check_page_shows_the_mup_run_flat_and_unmarked(monkeypatch, root)
 def test_coord_check_filters_site_role_layer_and_step(monkeypatch, root) -> None:
     at = _app(monkeypatch, root, run="mlp-sp")
     at.selectbox(key="cc-site").set_value("act").run()
-    at.multiselect(key="cc-roles").set_value(["hidden"]).run()
-    assert at.multiselect(key="cc-layers").value == ["hidden.0", "hidden.1"]
-    at.multiselect(key="cc-layers").set_value(["hidden.1"]).run()
-    at.multiselect(key="cc-steps").set_value([0, 3]).run()
+    at.multiselect(key="cc-act-roles").set_value(["hidden"]).run()
+    assert at.multiselect(key="cc-act-layers").value == ["hidden.0", "hidden.1"]
+    at.multiselect(key="cc-act-layers").set_value(["hidden.1"]).run()
+    at.multiselect(key="cc-steps-act").set_value([0, 3]).run()
     (figure,) = _figures(at)
     assert {(t["meta"]["layer"], t["meta"]["step"]) for t in _lines(figure)} == {("hidden.1", 0), ("hidden.1", 3)}
     assert [a["text"] for a in figure["layout"]["annotations"]] == ["step 0", "step 3"]
     assert "rms(act)" in figure["layout"]["title"]["text"]
+
+
+def test_switching_site_keeps_a_chart_and_the_sites_own_steps(monkeypatch, root) -> None:
+    at = _app(monkeypatch, root, run="mlp-sp")
+    assert at.multiselect(key="cc-steps-act_delta").value == [1, 2, 3, 4, 5]  # act_delta has no step 0
+    for site in ("param", "param_grad", "param_update", "loss", "act", "act_delta"):
+        at.selectbox(key="cc-site").set_value(site).run()
+        assert not at.exception, [e.message for e in at.exception]
+        assert len(_figures(at)) == 1, f"no chart after switching to {site}"
+        assert at.multiselect(key=f"cc-{site}-layers").value, site
+    at.selectbox(key="cc-site").set_value("act").run()
+    assert 0 in at.multiselect(key="cc-steps-act").value  # the step that matters for act
 
 
 def test_slopes_page_colours_slopes_by_verdict_beside_the_findings(monkeypatch, root) -> None:
@@ -108,7 +120,8 @@ def test_slopes_page_colours_slopes_by_verdict_beside_the_findings(monkeypatch, 
     row = heatmap["y"].index("hidden.0 · act_delta")
     assert verdicts[heatmap["z"][row][heatmap["x"].index("1")]] == "exploding"
     findings = at.dataframe[0].value
-    assert "hidden.0" in set(findings["layer"]) and findings["hint"].str.len().min() > 0
+    assert "hidden.0" in set(findings["layer"]) and findings["cause"].str.len().min() > 0
+    assert {"verdict", "failing steps"} <= set(findings.columns)
     assert at.markdown, "the diagnoses are listed"
     at.multiselect(key="sl-sites").set_value(["param_update"]).run()
     (figure,) = _figures(at)

@@ -145,3 +145,36 @@ def test_app_listens_on_localhost_only(server: str) -> None:
             if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
                 listening.append(address)
     assert listening == ["0100007F"], listening  # 127.0.0.1, little-endian hex; nothing on other addresses
+
+
+def _choose(page, label: str, option: str) -> None:
+    """Pick ``option`` in the sidebar selectbox labelled ``label``, as a person would."""
+    page.get_by_role("combobox", name=label, exact=True).click()
+    page.get_by_role("option", name=option, exact=True).click()
+
+
+def test_switching_site_in_the_browser_keeps_a_chart_and_the_right_steps(server: str, page) -> None:
+    page.goto(f"{server}/?run=mlp-sp")
+    _rendered(page, CHART)
+    for site in ("param", "param_update", "loss", "act"):
+        _choose(page, "Site", site)
+        page.wait_for_function(
+            f"""() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+                .some(chart => chart.layout && chart.layout.title && chart.layout.title.text.includes('({site})'))""",
+            timeout=RENDER_MS)
+        assert _rendered(page, CHART)["traces"] > 0, site
+    page.wait_for_selector(".st-key-cc-steps-act", timeout=RENDER_MS)
+    steps = page.locator(".st-key-cc-steps-act").inner_text()
+    assert "0" in steps.split(), steps  # act keeps its step 0
+
+
+def test_the_chosen_run_is_kept_across_pages(server: str, page) -> None:
+    page.goto(server)
+    _rendered(page, CHART)
+    assert page.get_by_role("combobox", name="Run", exact=True).input_value() == "mlp-mup"  # the first, by default
+    _choose(page, "Run", "mlp-sp")
+    page.wait_for_function("() => location.search.includes('run=mlp-sp')", timeout=RENDER_MS)
+    page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Slopes").click()
+    _rendered(page, CHART)
+    page.wait_for_function("() => location.pathname.endsWith('/slopes')", timeout=RENDER_MS)
+    assert page.get_by_role("combobox", name="Run", exact=True).input_value() == "mlp-sp"

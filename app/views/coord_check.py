@@ -21,9 +21,11 @@ fits = report.fits if report is not None else None
 bands = data.bands(entry.path, key, site, probe)
 violating = {name for name, _ in plots.violations(fits, site, probe)}
 recorded = set(bands["name"].unique().to_list())
-layers = ui.layer_filter(run, [n for n in run.names if n in recorded], violating, key="cc")
+# Each site has its own names and steps (parameters vs modules; act_delta has no step 0), so the layer and
+# step selections are kept per site: switching site never leaves a stale, empty selection behind.
+layers = ui.layer_filter(run, [n for n in run.names if n in recorded], violating, key=f"cc-{site}")
 available = plots.drawable_steps(bands.filter(pl.col("name").is_in(layers)))
-steps = st.sidebar.multiselect("Steps", available, default=plots.pick_steps(available), key="cc-steps")
+steps = st.sidebar.multiselect("Steps", available, default=plots.pick_steps(available), key=f"cc-steps-{site}")
 shown = bands.filter(pl.col("name").is_in(layers))
 if shown.is_empty() or not steps:
     st.info("Nothing to draw: choose at least one layer and one step with positive values.")

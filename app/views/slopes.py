@@ -22,26 +22,35 @@ fit_sites = sorted(report.fits["site"].unique().to_list())
 judged_sites = sorted(report.fits.filter(pl.col("judged"))["site"].unique().to_list())
 sites = st.sidebar.multiselect("Sites", fit_sites, default=judged_sites or fit_sites, key="sl-sites")
 fits = report.fits.filter(pl.col("site").is_in(sites))
-left, right = st.columns([1, 1])
-with left:
-    st.plotly_chart(plots.slope_heatmap(fits, order=run.names, title="slope of log2(size) per doubling of width"),
-                    key="slopes")
-with right:
-    st.subheader("Findings")
-    if report.findings:
-        st.dataframe(
-            pl.DataFrame([{"": plots.WARN if f.severity == "error" else "", "layer": f.name, "site": f.site,
-                           "step": f.step, "slope": f.slope, "±": f.stderr, "verdict": f.verdict, "hint": f.hint}
-                          for f in report.findings]),
-            hide_index=True, key="findings",
-            column_config={"slope": st.column_config.NumberColumn(format="%+.2f", width="small"),
-                           "±": st.column_config.NumberColumn(format="%.2f", width="small"),
-                           "step": st.column_config.NumberColumn(width="small"),
-                           "": st.column_config.TextColumn(width="small"),
-                           "hint": st.column_config.TextColumn(width="large")},
-        )
-    else:
-        st.success("No findings: every judged layer is within tolerance.")
-    for diagnosis in report.diagnoses:
-        st.markdown(f"**{diagnosis.title}** (`{diagnosis.rule}`): {', '.join(diagnosis.layers)}  \n"
-                    f"fix: {diagnosis.hint}")
+st.plotly_chart(plots.slope_heatmap(fits, order=run.names, title="slope of log2(size) per doubling of width"),
+                key="slopes")
+# Full width, one line per finding, the cause in its own column: side by side with the heatmap the
+# verdict and hint columns were cut off.
+st.subheader("Findings")
+if report.findings:
+    st.dataframe(
+        pl.DataFrame([{"": plots.WARN if f.severity == "error" else "", "layer": f.name, "site": f.site,
+                       "worst step": f.step, "slope": f.slope, "±": f.stderr, "verdict": f.verdict,
+                       "failing steps": ", ".join(map(str, f.steps)), "cause": f.rule or f.hint}
+                      for f in report.findings]),
+        hide_index=True, key="findings", use_container_width=True,
+        column_config={"slope": st.column_config.NumberColumn(format="%+.2f"),
+                       "±": st.column_config.NumberColumn(format="%.2f"),
+                       "cause": st.column_config.TextColumn(width="large")},
+    )
+else:
+    st.success("No findings: every judged layer is within tolerance.")
+for diagnosis in report.diagnoses:
+    st.markdown(f"**{diagnosis.title}** (`{diagnosis.rule}`): {', '.join(diagnosis.layers)}  \n"
+                f"fix: {diagnosis.hint}")
+if report.optimizer_family is not None:
+    st.subheader("Hyperparameters")
+    st.caption(f"The hidden updates measured **{report.optimizer_family}** (from how their size follows the "
+               "gradient and the learning rate — never from the optimizer's name).")
+    for note in report.notes:
+        st.warning(f"{note.role} {note.key}: {note.message} ({', '.join(note.names)})")
+    if not report.notes:
+        st.success("Learning rates and ε scale as μP's rule for these updates asks.")
+    if report.hyperparameters is not None and not report.hyperparameters.is_empty():
+        st.dataframe(report.hyperparameters.rename({"value": "at smallest width", "slope": "slope in width"}),
+                     hide_index=True, key="hyperparameters", use_container_width=True)
