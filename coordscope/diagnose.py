@@ -1,9 +1,10 @@
 """From findings to causes: rules that recognise the common μP bugs by the pattern of slopes they leave.
 
 Each :class:`Rule` claims the findings that fit its pattern (a role, a site, a direction, sometimes the
-optimizer or what the other layers do) and names the likely cause and the fix. Rules are tried in order and
-a finding belongs to the first rule that claims it, so every finding gets exactly one hint; a finding no
-rule claims gets a generic one. The rule ids are stable (samples and tests refer to them):
+optimizer or what the other layers do) and names the likely cause and the fix. Rules are tried in order: a
+finding's hint is that of the first rule that claims it, and it is listed under every rule that does (a
+layer can have two causes); a finding no rule claims gets a generic one. The rule ids are stable (samples
+and tests refer to them):
 
 ============================  ===========================================================================
 ``loss_blowup``               the loss grew ten-fold or more during the check, or became NaN/inf
@@ -64,6 +65,10 @@ class Context:
     init_slopes: Mapping[str, float]  # slope at t = 0 of each hidden activation and attention logits
     family: str | None = None
     lr_slopes: Mapping[str, float] = field(default_factory=dict)  # parameter → its learning rate's slope
+
+    def grew_at_init(self, f: Finding) -> bool:
+        """An activation (not its change) that already grew at t = 0: the init explains it, not the lr."""
+        return f.site == "act" and self.init_slopes.get(f.name, 0.0) >= INIT_GROWTH
 
     def lr_shrinks(self, module: str) -> bool:
         """Whether the learning rate of ``module``'s weight falls with width (read from the optimizer)."""
@@ -141,13 +146,15 @@ RULES: tuple[Rule, ...] = (
          "param group with lr / width_mult for the hidden matrices); with an orthogonalised update (Muon), "
          "keep the update's spectral norm ∝ √(fan_out/fan_in) (torch's default adjust_lr_fn, not "
          "match_rms_adamw, which grows it like √width)",
-         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and ctx.normalised is True),
+         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and ctx.normalised is True
+         and not ctx.grew_at_init(f)),
     Rule("hidden_lr_unscaled", "Hidden updates grow with width",
          "hidden features change faster in wider models: under μP with SGD (the update follows the "
          "gradient) the hidden learning rate stays constant, input and output layers get lr × width_mult "
          "and the readout output is multiplied by 1/width_mult (mup.MuSGD with MuReadout); check the "
          "readout multiplier and per-layer learning rates",
-         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and ctx.normalised is not True),
+         lambda f, ctx: f.role == "hidden" and f.verdict == "exploding" and ctx.normalised is not True
+         and not ctx.grew_at_init(f)),
     Rule("ntk_lazy", "NTK-like (lazy) features",
          "hidden features move like width^-0.5, as in the NTK parametrization: wide models stop learning "
          "features. Use μP: 1/fan_in init for hidden weights, readout multiplier 1/width_mult, and per-layer "
@@ -267,12 +274,15 @@ def diagnose(findings: Iterable[Finding], fits: pl.DataFrame, family: str | None
     claimed: dict[str, list[Finding]] = {}
     out: list[Finding] = []
     for f in found:
-        rule = next((r for r in RULES if r.claims(f, ctx)), None)
-        if rule is None:
+        rules = [r for r in RULES if r.claims(f, ctx)]
+        if not rules:
             out.append(replace(f, hint=generic_hint(f)))
             continue
-        f = replace(f, hint=_finding_hint(rule, f), rule=rule.id)
-        claimed.setdefault(rule.id, []).append(f)
+        f = replace(f, hint=_finding_hint(rules[0], f), rule=rules[0].id)
+        # A layer can have two causes at once (GPT-2's SP: a constant init std *and* an unscaled hidden
+        # learning rate): it is listed under every rule that fits, and its own hint is the first one's.
+        for rule in rules:
+            claimed.setdefault(rule.id, []).append(f)
         out.append(f)
     diagnoses = [
         Diagnosis(rule.id, rule.title, rule.hint, tuple(dict.fromkeys(f.name for f in claimed[rule.id])),

@@ -244,3 +244,12 @@ def test_a_loss_that_blows_up_while_finite_is_named(tmp_path):
     (loss,) = [f for f in report.findings if f.site == "loss"]
     assert loss.verdict == "diverged" and loss.rule == "loss_blowup" and "the loss grew ×" in loss.hint
     assert "loss_blowup" in {d.rule for d in report.diagnoses}
+
+
+def test_gpt2_style_sp_lists_both_causes_with_the_linear_layers(tmp_path):
+    """GPT-2's SP has a constant init std *and* an unscaled hidden lr: both diagnoses name its matrices."""
+    report = api.check("gpt-sp-gpt2-init", widths=[64, 128, 256], steps=3, seeds=2, out=tmp_path / "r",
+                       progress=False)
+    by_rule = {d.rule: set(d.layers) for d in report.diagnoses}
+    assert "blocks.0.mlp.c_fc" in by_rule["sp_init_constant_std"]
+    assert {"blocks.0.mlp.c_fc", "blocks.0.attn.c_attn"} <= by_rule["plain_adam"]
