@@ -2,7 +2,7 @@
 
 Every μP sample must pass (exit 0); every planted bug and non-μP parametrization must fail (exit 1) with a
 finding on its culprit layer, and where the sample names a bug, that diagnosis rule must be what the
-culprit's finding says. Each sample is checked with three disjoint seed sets, so a verdict that holds
+culprit's finding says. Each sample is checked with five disjoint seed sets, so a verdict that holds
 for one lucky seed does not pass.
 """
 
@@ -18,7 +18,7 @@ from coordscope.cli import main
 from coordscope.diagnose import RULE_IDS
 from coordscope.sample_models import SAMPLES
 
-SEED_SETS = ("0,1", "2,3", "4,5")
+SEED_SETS = ("0,1", "2,3", "4,5", "6,7", "8,9")  # five disjoint seed sets
 WIDTHS = "64,128,256,512"
 STEPS = "4"
 
