@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -143,9 +144,22 @@ def _figure_html(figures: Sequence[go.Figure]) -> str:
     )
 
 
+def png_names(figures: Sequence[go.Figure], stem: str) -> list[str]:
+    """A file name per figure that says what it shows: ``<stem>-<its title as a slug>.png`` (``report-coord-
+    check-rms-act_delta.png``), numbered only where two titles would collide."""
+    names: list[str] = []
+    for index, fig in enumerate(figures):
+        title = str(fig.layout.title.text or f"figure {index + 1}")
+        slug = re.sub(r"[^A-Za-z0-9_.]+", "-", title).strip("-").lower() or f"figure-{index + 1}"
+        name = f"{stem}-{slug}.png"
+        names.append(name if name not in names else f"{stem}-{slug}-{index + 1}.png")
+    return names
+
+
 def write_pngs(figures: Sequence[go.Figure], png_dir: str | os.PathLike[str], stem: str) -> list[Path]:
-    """Render ``figures`` to ``png_dir/stem-N.png`` with kaleido in a local Chromium (``BROWSER_PATH``, else
-    Debian's ``/usr/bin/chromium``), fully offline: plotly.js from the plotly package, MathJax off."""
+    """Render ``figures`` to ``png_dir`` (names from :func:`png_names`) with kaleido in a local Chromium
+    (``BROWSER_PATH``, else Debian's ``/usr/bin/chromium``), fully offline: plotly.js from the plotly
+    package, MathJax off."""
     try:
         import kaleido
     except ImportError:
@@ -158,7 +172,7 @@ def write_pngs(figures: Sequence[go.Figure], png_dir: str | os.PathLike[str], st
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"cannot create PNG directory {str(directory)!r}: {exc.strerror}") from None
-    paths = [directory / f"{stem}-{i + 1}.png" for i in range(len(figures))]
+    paths = [directory / name for name in png_names(figures, stem)]
     specs = [{"fig": fig.to_dict(), "path": path,
               "opts": {"format": "png", "width": 1200, "height": int(fig.layout.height or 500), "scale": PNG_SCALE}}
              for fig, path in zip(figures, paths, strict=True)]

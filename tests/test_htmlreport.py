@@ -64,7 +64,8 @@ def test_report_command_writes_pngs_with_kaleido(mlp_runs, tmp_path: Path) -> No
                                        "--png", str(tmp_path / "png")])
     assert result.exit_code == 0, result.output
     pngs = sorted((tmp_path / "png").glob("*.png"))
-    assert [p.name for p in pngs] == ["r-1.png", "r-2.png", "r-3.png"]
+    assert [p.name for p in pngs] == ["r-coord-check-rms-act.png", "r-coord-check-rms-act_delta.png",
+                                      "r-slope-of-log2-size-per-doubling-of-width-by-verdict.png"]
     for png in pngs:
         data = png.read_bytes()
         assert data.startswith(PNG_MAGIC) and len(data) > 20_000  # a drawn chart, not an empty canvas
