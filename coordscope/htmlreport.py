@@ -117,6 +117,13 @@ def _coordcheck_body(run_dir: Path, probe: str | None, config: ConfigSource) -> 
     after = ["<h2>Findings</h2>", findings]
     if diagnoses:
         after += ["<h2>Diagnosis</h2>", f"<ul>{diagnoses}</ul>"]
+    if report.optimizer_family is not None:
+        notes = "".join(f"<li><b>{_esc(n.role)} {_esc(n.key)}</b>: {_esc(n.message)} "
+                        f"({_esc(', '.join(n.names))})</li>" for n in report.notes)
+        notes = notes or "<li>learning rates and ε scale as μP's rule for these updates asks</li>"
+        after += [f"<h2>Hyperparameters</h2><p>The hidden updates measured <b>{_esc(report.optimizer_family)}</b> "
+                  "(from how their size follows the gradient and the learning rate, never from the optimizer's "
+                  f"name).</p><ul>{notes}</ul>"]
     after += [f"<h2>Verdicts (probe {_esc(report.probe)})</h2>", table]
     return parts, figures, after
 

@@ -27,6 +27,7 @@ def _figures(page: str) -> list[dict]:
 def test_sp_report_is_self_contained_with_figures_and_verdicts(mlp_runs, tmp_path: Path) -> None:
     out = write_html_report(mlp_runs["mlp-sp"], tmp_path / "sp.html")
     page = out.read_text(encoding="utf-8")
+    assert "<h2>Hyperparameters</h2>" in page and "measured <b>Adam-like</b>" in page and "hidden lr" in page
     assert len(PLOTLY_BANNER.findall(page)) == 1, "plotly.js inlined exactly once"
     assert not re.search(r"<script[^>]+src=", page), "no external script"
     assert not re.search(r"<link[^>]+href=\"http", page)
