@@ -69,6 +69,17 @@ def open_run(entry: data.RunEntry, *, notices: bool = True) -> tuple[data.Stamp,
     return key, run
 
 
+def chosen_coordcheck() -> tuple[data.RunEntry, data.Stamp, data.RunData]:
+    """The page's coord-check run — chosen, opened, its status shown — or the page stops here, having
+    said why there is nothing to show."""
+    entry = pick_run("coordcheck")
+    opened = open_run(entry) if entry is not None else None
+    if entry is None or opened is None:
+        st.stop()
+    key, run = opened
+    return entry, key, run
+
+
 def show_status(meta: RunMeta, path: Path) -> None:
     """One caption of what the run is, and a warning while it is still being written or was cut short."""
     lr = meta.lr if meta.lr is not None else ", ".join(f"{x:g}" for x in meta.lrs or ())

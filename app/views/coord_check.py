@@ -8,11 +8,7 @@ from coordscope import plots
 from coordscope.app import data, ui
 
 st.title("Coord check")
-entry = ui.pick_run("coordcheck")
-opened = ui.open_run(entry) if entry is not None else None
-if entry is None or opened is None:
-    st.stop()
-key, run = opened
+entry, key, run = ui.chosen_coordcheck()
 site = ui.choose("Site", run.sites, "act_delta", key="cc-site")
 probe = ui.choose("Probe", run.probes, "rms", key="cc-probe")
 report, why = data.report(entry.path, key, probe)

@@ -8,11 +8,7 @@ from coordscope import plots
 from coordscope.app import data, ui
 
 st.title("Slopes")
-entry = ui.pick_run("coordcheck")
-opened = ui.open_run(entry) if entry is not None else None
-if entry is None or opened is None:
-    st.stop()
-key, run = opened
+entry, key, run = ui.chosen_coordcheck()
 probe = ui.choose("Probe", run.probes, "rms", key="sl-probe")
 report, why = data.report(entry.path, key, probe)
 ui.verdict_banner(report, why)
