@@ -25,9 +25,13 @@ MAX_PANELS = 6  # more panels than this make each too small to read; pick_steps 
 # Ordinary layers: calm colours without red, so that the violating layers (reds) stand out.
 CALM = ("#4C78A8", "#54A24B", "#B279A2", "#72B7B2", "#9D755D", "#79706E", "#EECA3B", "#1F3B73", "#8CD17D",
         "#D4A6C8", "#499894", "#B6992D")
-ALARM = ("#D62728", "#8C0000", "#FF5A36", "#B2182B")
+ALARM = ("#D62728", "#FF7F0E", "#C2185B", "#8C564B", "#FF1493", "#8C0000", "#E6AB02", "#FF5A36")  # distinct hues
+GUIDE = "#7F7F7F"
+GUIDED_SITES = ("act", "act_delta")  # where μP's expectation is flat for every layer but the output
 DASHES = ("solid", "dash", "dot", "dashdot")
-RUN_COLOURS = ("#E4572E", "#2E86AB")  # compare: run A (before) warm, run B (after) cool
+RUN_COLOURS = ("#E4572E", "#2E86AB", "#59A14F", "#B07AA1", "#F28E2B", "#17BECF")  # compare: one colour per run
+SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "x", "star", "hexagon", "triangle-down",
+           "pentagon")  # one marker per layer: lines that coincide still show every layer
 
 # Verdict → colour of the slope heatmap. "not judged": nothing is expected of that fit (e.g. param sites).
 VERDICT_COLOURS: dict[str, str] = {
@@ -177,7 +181,7 @@ def coord_check_figure(bands: pl.DataFrame, fits: pl.DataFrame | None = None, *,
     places: list[tuple[int, int]] = []
     calm = iter(CALM * (len(names) // len(CALM) + 1))
     alarm_index = 0
-    for name in names:
+    for layer_index, name in enumerate(names):
         failing = sorted(s for n, s in bad if n == name and s in shown)
         if failing:
             colour, dash = ALARM[alarm_index % len(ALARM)], DASHES[alarm_index // len(ALARM) % len(DASHES)]
@@ -204,16 +208,43 @@ def coord_check_figure(bands: pl.DataFrame, fits: pl.DataFrame | None = None, *,
                 x=x, y=part.get_column("mean").to_list(), mode="lines+markers", name=label, legendgroup=name,
                 showlegend=not legend_shown, line={"color": colour, "width": 4.5 if violating else 1.6,
                                                    "dash": dash},
-                marker={"size": 7 if violating else 4}, hovertext=hover, hoverinfo="text",
+                marker={"size": 8 if violating else 5, "symbol": SYMBOLS[layer_index % len(SYMBOLS)]},
+                hovertext=hover, hoverinfo="text",
                 meta={"layer": name, "step": step, "violating": violating},
             ))
             places += [_place(index, cols)] * 2
             legend_shown = True
+    if site in GUIDED_SITES:
+        for index, step in enumerate(shown):
+            guide = _flat_guide(bands.filter(pl.col("step") == step), first=index == 0)
+            traces += guide
+            places += [_place(index, cols)] * len(guide)
     _add_panels(fig, traces, places, bands.get_column("width").unique().to_list(), len(shown), cols,
                 f"{probe}({site})")
+    # One y range for every panel: a wobble in one panel must look as small as it is next to the others.
+    fig.update_yaxes(matches="y")
     fig.update_layout(title=title, height=max(360, 320 * rows), legend={"title": {"text": "layer"}},
                       margin={"t": 80 if title else 50}, template="plotly_white")
     return fig
+
+
+def _flat_guide(step_bands: pl.DataFrame, first: bool) -> list[go.Scatter]:
+    """The slope μP expects here (0: flat) and, for scale, what SP's blow-up looks like (∝ width), both
+    through the layers' geometric-mean size at the smallest width, dotted grey, behind the data."""
+    drawn = step_bands.filter(pl.col("mean").is_not_null() & (pl.col("mean") > 0))
+    if drawn.is_empty():
+        return []
+    widths = sorted(drawn.get_column("width").unique().to_list())
+    anchor = float(drawn.filter(pl.col("width") == widths[0]).select(pl.col("mean").log().mean().exp()).item())
+    guides = []
+    for label, slope in (("μP expects: flat (slope 0)", 0.0), ("for scale: ∝ width (slope +1)", 1.0)):
+        guides.append(go.Scatter(
+            x=[float(w) for w in widths], y=[anchor * (w / widths[0]) ** slope for w in widths], mode="lines",
+            name=label, legendgroup=f"guide{slope}", showlegend=first, hoverinfo="skip",
+            line={"color": GUIDE, "dash": "dot" if slope == 0 else "dashdot", "width": 1.2},
+            opacity=0.8 if slope == 0 else 0.45,
+        ))
+    return guides
 
 
 def _verdict_category(verdict: str | None) -> str:
@@ -346,44 +377,52 @@ def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *,
     return fig
 
 
-def compare_figure(bands_a: pl.DataFrame, bands_b: pl.DataFrame, fits_a: pl.DataFrame | None = None,
-                   fits_b: pl.DataFrame | None = None, *, labels: tuple[str, str] = ("A", "B"),
+def compare_figure(runs: Sequence[tuple[str, pl.DataFrame, pl.DataFrame | None]], *,
                    steps: Sequence[int] | None = None, title: str | None = None) -> go.Figure:
-    """Two runs of the same site and probe overlaid, e.g. before and after a fix: one panel per step,
-    run A dashed in a warm colour, run B solid in a cool one, one line per layer; layers that fail in
-    their run are drawn thick. The legend has one entry per run (click to hide a whole run)."""
-    available = set(drawable_steps(bands_a)) & set(drawable_steps(bands_b))
+    """Any number of coord-check runs overlaid, one panel per step: ``runs`` holds ``(label, bands, fits)``
+    per run (:func:`seed_bands` of one site and probe; ``Report.fits`` or None).
+
+    Each run has its colour and dash; each layer its marker symbol, the same in every run, so the lines of
+    one layer can be followed from run to run and two coinciding lines still show both markers. A legend
+    entry per run and layer (``run · layer``) toggles that line in every panel; thick lines fail the check
+    at that step. Only steps every run has are drawn.
+    """
+    available = set.intersection(*(set(drawable_steps(bands)) for _, bands, _ in runs)) if runs else set()
     shown = list(steps) if steps is not None else pick_steps(available)
     rows, cols = _panel_grid(len(shown))
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[f"step {s}" for s in shown],
                         horizontal_spacing=0.06, vertical_spacing=0.12 if rows > 1 else 0.1)
-    runs = ((bands_a, fits_a, labels[0], RUN_COLOURS[0], "dash"), (bands_b, fits_b, labels[1], RUN_COLOURS[1], "solid"))
+    layers = list(dict.fromkeys(n for _, bands, _ in runs
+                                for n in bands.get_column("name").unique(maintain_order=True)))
+    symbol = {name: SYMBOLS[i % len(SYMBOLS)] for i, name in enumerate(layers)}
     traces: list[go.Scatter] = []
     places: list[tuple[int, int]] = []
-    for bands, fits, label, colour, dash in runs:
+    for index, (label, bands, fits) in enumerate(runs):
+        colour, dash = RUN_COLOURS[index % len(RUN_COLOURS)], DASHES[index % len(DASHES)]
         site = bands.get_column("site")[0] if bands.height else None
         probe = bands.get_column("probe")[0] if bands.height else None
         bad = violations(fits, site, probe)
-        # The legend entry of a run is a data-less trace: drawn like the run's ordinary lines, whatever
-        # width the run's first real trace happens to have.
-        traces.append(go.Scatter(x=[None], y=[None], mode="lines", name=label, legendgroup=label,
-                                 line={"color": colour, "dash": dash, "width": 2}))
-        places.append((1, 1))
         drawn = bands.filter(pl.col("mean").is_not_null() & pl.col("step").is_in(shown))
+        seen: set[str] = set()
         groups = drawn.partition_by("name", "step", as_dict=True)
-        for (name, step), part in sorted(groups.items(), key=lambda kv: (str(kv[0][0]), int(kv[0][1]))):
+        for (name, step), part in sorted(groups.items(),
+                                         key=lambda kv: (layers.index(str(kv[0][0])), int(kv[0][1]))):
             violating = (str(name), int(step)) in bad
+            entry = f"{label} · {WARN + ' ' if any(n == name for n, _ in bad) else ''}{name}"
             traces.append(go.Scatter(
                 x=part["width"].cast(pl.Float64).to_list(), y=part["mean"].to_list(), mode="lines+markers",
-                name=label, legendgroup=label, showlegend=False,
-                line={"color": colour, "dash": dash, "width": 4 if violating else 1.5}, marker={"size": 4},
+                name=entry, legendgroup=f"{label}/{name}", showlegend=name not in seen,
+                line={"color": colour, "dash": dash, "width": 4 if violating else 1.5},
+                marker={"size": 8 if violating else 6, "symbol": symbol[str(name)], "color": colour},
                 hovertext=f"{label}: {WARN + ' ' if violating else ''}{name} · step {step}", hoverinfo="text+y",
                 meta={"run": label, "layer": name, "step": step, "violating": violating},
             ))
+            seen.add(str(name))
             places.append(_place(shown.index(int(step)), cols))
-    widths = set(bands_a.get_column("width").to_list()) | set(bands_b.get_column("width").to_list())
-    site, probe = (bands_a.get_column(c)[0] if bands_a.height else "" for c in ("site", "probe"))
+    widths = {w for _, bands, _ in runs for w in bands.get_column("width").to_list()}
+    first = runs[0][1] if runs else pl.DataFrame()
+    site, probe = (first.get_column(c)[0] if first.height else "" for c in ("site", "probe"))
     _add_panels(fig, traces, places, widths, len(shown), cols, f"{probe}({site})")
     fig.update_layout(title=title, height=max(360, 320 * rows), template="plotly_white",
-                      legend={"title": {"text": "run"}})
+                      legend={"title": {"text": "run · layer"}})
     return fig

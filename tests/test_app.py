@@ -148,17 +148,22 @@ def test_lr_sweep_page_draws_one_curve_per_width_and_the_optima(monkeypatch, roo
     assert list(at.dataframe[0].value["width"]) == [32, 64]
 
 
-def test_compare_page_overlays_two_runs_with_their_metadata(monkeypatch, root) -> None:
-    at = _app(monkeypatch, root, "compare", run="mlp-sp")
-    assert at.sidebar.selectbox(key="cmp-b").value == "mlp-mup"
+def test_compare_page_overlays_any_number_of_runs_with_their_metadata(monkeypatch, root, tmp_path) -> None:
+    for name in ("mlp-sp", "mlp-mup"):
+        shutil.copytree(root / name, tmp_path / name)
+    shutil.copytree(root / "mlp-mup", tmp_path / "mlp-mup-again")
+    at = _app(monkeypatch, tmp_path, "compare")
+    assert at.sidebar.multiselect(key="cmp-runs").value == ["mlp-mup", "mlp-mup-again"]
+    at.sidebar.multiselect(key="cmp-runs").set_value(["mlp-sp", "mlp-mup", "mlp-mup-again"]).run()
     (figure,) = _figures(at)
     lines = _lines(figure)
-    assert {t["meta"]["run"] for t in lines} == {"mlp-sp", "mlp-mup"}
+    assert {t["meta"]["run"] for t in lines} == {"mlp-sp", "mlp-mup", "mlp-mup-again"}
     assert any(t["meta"]["violating"] for t in lines if t["meta"]["run"] == "mlp-sp")
-    assert not any(t["meta"]["violating"] for t in lines if t["meta"]["run"] == "mlp-mup")
+    assert not any(t["meta"]["violating"] for t in lines if t["meta"]["run"] != "mlp-sp")
+    assert "mlp-mup · hidden.0" in {t["name"] for t in lines}
     meta = at.dataframe[0].value
-    assert list(meta.columns) == ["setting", "mlp-sp", "mlp-mup"]
-    assert meta.set_index("setting").loc["spec"].tolist() == ["mlp-sp", "mlp-mup"]
+    assert list(meta.columns) == ["setting", "mlp-sp", "mlp-mup", "mlp-mup-again"]
+    assert meta.set_index("setting").loc["spec"].tolist() == ["mlp-sp", "mlp-mup", "mlp-mup"]
 
 
 def test_a_damaged_shard_is_named_and_the_rest_still_shows(monkeypatch, root, tmp_path) -> None:

@@ -37,6 +37,7 @@ def server(mlp_runs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     root = tmp_path_factory.mktemp("browser-root")
     for name in ("mlp-sp", "mlp-mup"):
         shutil.copytree(mlp_runs[name], root / name)
+    shutil.copytree(mlp_runs["mlp-mup"], root / "mlp-mup-again")  # a third run for Compare
     port = _free_port()
     log = (root.parent / "streamlit.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "coordscope", "app", str(root), "--port", str(port)],
@@ -178,3 +179,17 @@ def test_the_chosen_run_is_kept_across_pages(server: str, page) -> None:
     _rendered(page, CHART)
     page.wait_for_function("() => location.pathname.endsWith('/slopes')", timeout=RENDER_MS)
     assert page.get_by_role("combobox", name="Run", exact=True).input_value() == "mlp-sp"
+
+
+def test_compare_overlays_three_runs_chosen_in_the_browser(server: str, page) -> None:
+    page.goto(f"{server}/compare")
+    _rendered(page, CHART)
+    page.get_by_role("combobox", name="Runs", exact=True).click()
+    page.get_by_role("option", name="mlp-sp", exact=True).click()
+    page.keyboard.press("Escape")
+    page.wait_for_function(
+        """() => { const chart = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+                   return chart && new Set(chart.data.filter(t => t.meta).map(t => t.meta.run)).size === 3; }""",
+        timeout=RENDER_MS)
+    drawn = _rendered(page, CHART)
+    assert drawn["traces"] > 0 and "hidden.0" in drawn["violating"]  # the SP run's failing layers, thick

@@ -78,8 +78,22 @@ def test_mup_coord_check_has_no_highlighted_layer(judged) -> None:
     lines = _lines(figure)
     assert {t.meta["layer"] for t in lines} == {"input", "hidden.0", "hidden.1", "readout", "<output>"}
     assert not any(t.meta["violating"] or t.name.startswith(plots.WARN) for t in lines)
-    # one legend entry per layer, however many panels
-    assert sorted(t.name for t in figure.data if t.showlegend is not False) == sorted({t.name for t in lines})
+    # one legend entry per layer, however many panels, plus the two guides
+    legend = [t.name for t in figure.data if t.showlegend is not False]
+    assert sorted(n for n in legend if not n.startswith(("μP expects", "for scale"))) == sorted({t.name for t in lines})
+    assert {"μP expects: flat (slope 0)", "for scale: ∝ width (slope +1)"} <= set(legend)
+    flat = [t for t in figure.data if t.name == "μP expects: flat (slope 0)"]
+    assert flat and all(len(set(t.y)) == 1 for t in flat)  # one flat guide per panel
+    assert all(figure.layout[k].matches == "y" for k in figure.layout if k.startswith("yaxis") and k != "yaxis")
+
+
+def test_flagged_layers_get_distinct_colours_and_every_layer_its_marker(judged) -> None:
+    rows, fits = judged["mlp-sp"]
+    lines = _lines(plots.coord_check_figure(plots.seed_bands(rows, site="act_delta", probe="rms"), fits))
+    flagged = {t.meta["layer"]: t.line.color for t in lines if t.name.startswith(plots.WARN)}
+    assert len(flagged) >= 3 and len(set(flagged.values())) == len(flagged)
+    symbols = {t.meta["layer"]: t.marker.symbol for t in lines}
+    assert len(set(symbols.values())) == len(symbols)
 
 
 def test_coord_check_draws_only_the_chosen_steps(judged) -> None:
@@ -122,15 +136,21 @@ def test_lr_sweep_figure_marks_optima_diverged_jobs_and_the_drift() -> None:
     assert len(figure.layout.shapes) == 2 and "+0.10" in figure.layout.annotations[0].text
 
 
-def test_compare_figure_overlays_two_runs_with_one_legend_entry_each(judged) -> None:
+def test_compare_figure_overlays_any_number_of_runs_naming_run_and_layer(judged) -> None:
     (rows_a, fits_a), (rows_b, fits_b) = judged["mlp-sp"], judged["mlp-mup"]
-    figure = plots.compare_figure(plots.seed_bands(rows_a, site="act_delta", probe="rms"),
-                                  plots.seed_bands(rows_b, site="act_delta", probe="rms"), fits_a, fits_b,
-                                  labels=("before", "after"), steps=[1, 3])
-    assert [t.name for t in figure.data if t.showlegend is not False] == ["before", "after"]
+    bands_a = plots.seed_bands(rows_a, site="act_delta", probe="rms")
+    bands_b = plots.seed_bands(rows_b, site="act_delta", probe="rms")
+    figure = plots.compare_figure([("before", bands_a, fits_a), ("after", bands_b, fits_b), ("again", bands_b, None)],
+                                  steps=[1, 3])
+    legend = [t.name for t in figure.data if t.showlegend is not False]
+    assert "after · hidden.0" in legend and "again · readout" in legend and f"before · {plots.WARN} hidden.0" in legend
+    assert len(legend) == 3 * 5  # one entry per run and layer, however many panels
     lines = _lines(figure)
-    assert {t.meta["run"] for t in lines} == {"before", "after"}
+    assert {t.meta["run"] for t in lines} == {"before", "after", "again"}
+    assert len({t.line.color for t in lines}) == 3
     assert any(t.meta["violating"] for t in lines if t.meta["run"] == "before")
-    assert not any(t.meta["violating"] for t in lines if t.meta["run"] == "after")
+    assert not any(t.meta["violating"] for t in lines if t.meta["run"] != "before")
     assert {t.meta["step"] for t in lines} == {1, 3}
+    hidden = {t.marker.symbol for t in lines if t.meta["layer"] == "hidden.0"}
+    assert len(hidden) == 1  # a layer keeps its marker from run to run
     assert figure.layout.yaxis.type == "log" and figure.layout.xaxis2.type == "log"

@@ -1,5 +1,5 @@
-"""Compare: two coord-check runs overlaid — typically before and after a fix — with their verdicts and
-the metadata that says whether they are comparable."""
+"""Compare: any number of coord-check runs overlaid — before and after a fix, SP against μP — with their
+verdicts and the metadata that says whether they are comparable."""
 
 import polars as pl
 import streamlit as st
@@ -9,39 +9,47 @@ from coordscope.app import data, ui
 from coordscope.runmeta import RunMeta
 
 st.title("Compare")
-first = ui.pick_run("coordcheck", label="Run A")
-second = ui.pick_run("coordcheck", label="Run B", key="cmp-b", exclude=first.name) if first else None
-opened_a = ui.open_run(first, notices=False) if first is not None else None
-opened_b = ui.open_run(second, notices=False) if second is not None else None
-if first is None or second is None or opened_a is None or opened_b is None:
+entries = [e for e in data.list_runs(data.runs_root()) if e.kind == "coordcheck"]
+names = [e.name for e in entries]
+if len(names) < 2:
+    st.info("Compare needs at least two coord-check runs under the runs root. Record them with "
+            "`coordscope run SPEC --out DIR`, or try `coordscope demo`.")
     st.stop()
-(key_a, run_a), (key_b, run_b) = opened_a, opened_b
-for run in (run_a, run_b):
-    for problem in run.problems:
-        st.error(f"Skipped a damaged shard — {problem}")
-sites = [s for s in run_a.sites if s in run_b.sites]
-probes = [p for p in run_a.probes if p in run_b.probes]
+chosen = st.sidebar.multiselect("Runs", names, default=names[:2], key="cmp-runs")
+if len(chosen) < 2:
+    st.info("Choose two or more runs to overlay.")
+    st.stop()
+picked = [entries[names.index(name)] for name in chosen]
+opened = [ui.open_run(entry, notices=False) for entry in picked]
+if any(o is None for o in opened):
+    st.stop()
+runs = [(entry, key, run) for entry, (key, run) in zip(picked, [o for o in opened if o is not None], strict=True)]
+contents = [run for _entry, _key, run in runs]
+for problem in (p for run in contents for p in run.problems):
+    st.error(f"Skipped a damaged shard — {problem}")
+sites = [s for s in contents[0].sites if all(s in run.sites for run in contents)]
+probes = [p for p in contents[0].probes if all(p in run.probes for run in contents)]
 if not sites or not probes:
     st.error("These runs share no site and probe: nothing to overlay.")
     st.stop()
 site = ui.choose("Site", sites, "act_delta", key="cmp-site")
 probe = ui.choose("Probe", probes, "rms", key="cmp-probe")
-reports = [data.report(first.path, key_a, probe), data.report(second.path, key_b, probe)]
-bands = [data.bands(first.path, key_a, site, probe), data.bands(second.path, key_b, site, probe)]
-columns = st.columns(2)
-for column, entry, (report, why) in zip(columns, (first, second), reports, strict=True):
+reports = [data.report(entry.path, key, probe) for entry, key, _ in runs]
+bands = [data.bands(entry.path, key, site, probe) for entry, key, _ in runs]
+for column, name, (report, why) in zip(st.columns(len(runs)), chosen, reports, strict=True):
     with column:
-        st.markdown(f"**{entry.name}**")
+        st.markdown(f"**{name}**")
         ui.verdict_banner(report, why)
-common = sorted(set(plots.drawable_steps(bands[0])) & set(plots.drawable_steps(bands[1])))
-steps = st.sidebar.multiselect("Steps", common, default=plots.pick_steps(common), key="cmp-steps")
+common = sorted(set.intersection(*(set(plots.drawable_steps(b)) for b in bands)))
+steps = st.sidebar.multiselect("Steps", common, default=plots.pick_steps(common), key=f"cmp-steps-{site}")
 if not steps:
-    st.info("Choose at least one step the two runs share.")
+    st.info("Choose at least one step the runs share.")
     st.stop()
-fits = [r.fits if r is not None else None for r, _ in reports]
-st.plotly_chart(plots.compare_figure(bands[0], bands[1], fits[0], fits[1], labels=(first.name, second.name),
-                                     steps=sorted(steps), title=f"{probe}({site})"), key="compare")
-st.caption(f"{first.name}: dashed, warm; {second.name}: solid, cool; thick: fails the check at that step.")
+overlay = [(name, b, report.fits if report is not None else None)
+           for name, b, (report, _why) in zip(chosen, bands, reports, strict=True)]
+st.plotly_chart(plots.compare_figure(overlay, steps=sorted(steps), title=f"{probe}({site})"), key="compare")
+st.caption("One colour and dash per run, one marker per layer (the same in every run); thick: fails the check at "
+           "that step. The legend names run · layer: click one to hide it in every panel.")
 
 st.subheader("Metadata")
 KEYS = ("spec", "widths", "seeds", "steps", "lr", "optimizer", "probes", "device", "dtype", "status", "created")
@@ -54,6 +62,6 @@ def _column(meta: RunMeta) -> list[str]:
     return cells + [meta.versions.get(v, "") for v in ("coordscope", "torch")]
 
 
-table = pl.DataFrame({"setting": [*KEYS, "coordscope", "torch"], first.name: _column(run_a.meta),
-                      second.name: _column(run_b.meta)})
+table = pl.DataFrame({"setting": [*KEYS, "coordscope", "torch"],
+                      **{name: _column(run.meta) for name, run in zip(chosen, contents, strict=True)}})
 st.dataframe(table, hide_index=True, key="metadata")
