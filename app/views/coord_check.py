@@ -31,7 +31,8 @@ figure = plots.coord_check_figure(shown, fits, steps=sorted(steps), order=run.na
 st.plotly_chart(figure, key="coord-check")
 flagged = sorted(violating & set(layers))
 st.caption(
-    "x: width, y: size (both log). Line: geometric mean over seeds; band: smallest to largest seed. "
-    + (f"{plots.WARN} thick red: fails the check at that step ({', '.join(flagged)})." if flagged
+    "x: width, y: size (both log), one y range for all panels. Line: geometric mean over seeds; band: smallest to "
+    "largest seed; dotted grey: the flat line μP expects, dash-dot: ∝ width for scale. "
+    + (f"{plots.WARN} thick, in warm colours: fails the check at that step ({', '.join(flagged)})." if flagged
        else "No shown layer fails the check at this site.")
 )
