@@ -101,7 +101,7 @@ def _from_namespace(ns: Any, ref: str) -> Spec:
         return ns if ns.ref != "<object>" else replace(ns, ref=ref)
     missing = [n for n in ("model", "batches") if not callable(getattr(ns, n, None))]
     if missing:
-        raise SpecError(f"spec {ref!r} does not define {' and '.join(missing)}() "
+        raise SpecError(f"spec {ref!r} does not define {' and '.join(f'{n}()' for n in missing)} "
                         "(a spec needs model(width) and batches())")
     defaults = getattr(ns, "DEFAULTS", {}) or {}
     if not isinstance(defaults, Mapping):

@@ -252,7 +252,8 @@ def local_dir(out: str | os.PathLike[str]) -> Path:
     try:
         filesystem, path = fs.FileSystem.from_uri(text)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-        raise ConfigError(f"output {text!r}: not a filesystem URI pyarrow understands ({exc})") from None
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"output {text!r}: not a filesystem URI pyarrow understands ({first_line})") from None
     if not isinstance(filesystem, fs.LocalFileSystem):
         raise ConfigError(f"output {text!r}: only local directories and file:// URIs are supported "
                           f"(got a {type(filesystem).__name__})")
