@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 import coordscope
 from coordscope.sample_models import SAMPLES, cnn, gpt, hf_style
-from coordscope.spec import first_batch, load_spec
+from coordscope.spec import first_batch, load_spec, make_optimizer
 
 WIDTHS = (64, 128)
 
@@ -28,7 +28,7 @@ def test_sample_builds_and_trains_a_step_at_two_widths(name: str) -> None:
         torch.manual_seed(0)
         model = spec.model(width)
         batch = first_batch(spec)
-        optimizer = spec.make_optimizer(model, 1e-3)
+        optimizer = make_optimizer(spec, model, 1e-3, width)  # in train mode, as coordscope runs it
         loss = spec.compute_loss(model, batch)
         assert loss.dim() == 0 and torch.isfinite(loss), f"{name} at width {width}: loss {loss}"
         loss.backward()
