@@ -53,21 +53,24 @@ class StructuredGPT(gpt.GPT):
         super().__init__(config)
         self.structure = structure
         if structure == "forward_mult":
-            self.lm_head = nn.Linear(config.width, config.vocab, bias=False)
+            self.lm_head = gpt.Readout(config.width, config.vocab, output_mult=1.0)  # a plain Linear: no multiplier
             nn.init.normal_(self.lm_head.weight, std=gpt.READOUT_STD if config.mup else config.width**-0.5)
         elif structure == "zero_readout":
             nn.init.zeros_(self.lm_head.weight)
             nn.init.zeros_(self.lm_head.bias)
         elif structure == "eager_attn":
-            for block in self.blocks:
+            for block in self._blocks():
                 attention = EagerAttention(config)
                 attention.load_state_dict(block.attn.state_dict())
                 block.attn = attention
         elif structure == "parent_attn":
             # The projections move into a ModuleDict of the model; the blocks keep their norms and MLPs.
-            self.attn = nn.ModuleDict({str(i): block.attn for i, block in enumerate(self.blocks)})
-            for block in self.blocks:
+            self.attn = nn.ModuleDict({str(i): block.attn for i, block in enumerate(self._blocks())})
+            for block in self._blocks():
                 del block.attn
+
+    def _blocks(self) -> list[gpt.Block]:
+        return [block for block in self.blocks if isinstance(block, gpt.Block)]
 
     def forward(self, idx: torch.Tensor) -> torch.Tensor:
         if self.structure == "forward_mult":
@@ -78,8 +81,9 @@ class StructuredGPT(gpt.GPT):
         if self.structure != "parent_attn":
             return super().forward(idx)
         x = self.wte(idx) + self.wpe(self.positions[: idx.shape[1]])
-        for i, block in enumerate(self.blocks):
+        for i, block in enumerate(self._blocks()):
             attention = self.attn[str(i)]
+            assert isinstance(attention, gpt.CausalSelfAttention)
             b, t, d = x.shape
             q, k, v = (z.view(b, t, attention.n_head, d // attention.n_head).transpose(1, 2)
                        for z in attention.c_attn(block.ln_1(x)).split(d, dim=2))
