@@ -17,7 +17,7 @@ A project that runs coordscope in CI keeps its grid and its exceptions next to i
     # ignore = true           # neither judged nor reported
 
     [tool.coordscope.sweep]   # coordscope sweep: widths, lrs, steps, seeds, device, executor, workers,
-    lrs = [0.0001, 0.001, 0.01]   # metric, tolerance
+    lrs = [0.0001, 0.001, 0.01]   # metric, tolerance, proxy_width, fail_above_proxy
 
 Flags and keyword arguments win over the file, which wins over the spec's ``DEFAULTS``
 (:mod:`coordscope.settings` resolves them). Keys and types are checked here, so a typo fails with one line
@@ -40,7 +40,8 @@ from coordscope.errors import ConfigError
 
 RUN_KEYS = ("widths", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers")
 CHECK_KEYS = ("tolerance", "sigma", "probe", "override")
-SWEEP_KEYS = ("widths", "lrs", "steps", "seeds", "device", "executor", "workers", "metric", "tolerance")
+SWEEP_KEYS = ("widths", "lrs", "steps", "seeds", "device", "executor", "workers", "metric", "tolerance",
+              "proxy_width", "fail_above_proxy")
 
 
 @dataclass(frozen=True)
@@ -238,6 +239,8 @@ _TYPES: dict[str, Any] = {
     "workers": _is_int,
     "metric": lambda v: isinstance(v, str),
     "tolerance": _is_number,
+    "proxy_width": lambda v: _is_int(v) and v > 0,
+    "fail_above_proxy": lambda v: isinstance(v, bool),
 }
 
 

@@ -13,7 +13,7 @@ fail the check (severity ``error`` in ``Report.fits``) drawn thick and red with 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import plotly.graph_objects as go
 import polars as pl
@@ -319,14 +319,17 @@ def sweep_curves(scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *, drift: float | None = None,
-                    title: str | None = None) -> go.Figure:
-    """Loss against learning rate (log2), one curve per width, each width's optimum marked.
+                    stable_from: int | None = None, title: str | None = None) -> go.Figure:
+    """Loss against learning rate (log2), one curve per width, each width's optimum marked (TP5's Fig. 1).
 
     ``curves``: :func:`sweep_curves`. ``optima``: ``SweepReport.optima`` (``width``, ``opt_log2_lr``,
     ``best_loss``); each optimum is a star at its refined learning rate. ``drift``: the sweep's slope of
     the optimal log2 lr against log2 width; the fitted line through the optima is drawn as a dotted
     vertical line per width in that width's colour — lines that coincide mean the optimum transfers.
-    Non-finite losses (diverged jobs) are left out of the curves and drawn as crosses at the top.
+    ``stable_from``: N, the width from which the optimum is stable; the curves of narrower widths (the
+    finite-width regime) are drawn dashed and faint, and N's optimum — the learning rate to transfer — is a
+    solid vertical line. Non-finite losses (diverged jobs) are left out of the curves and drawn as crosses
+    at the top.
     """
     fig = go.Figure()
     widths = sorted(curves.get_column("width").unique().to_list())
@@ -337,9 +340,11 @@ def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *,
         colour = colour_of[width]
         part = curves.filter(pl.col("width") == width).sort("lr")
         good = part.filter(pl.col("loss").is_finite())
+        narrow = stable_from is not None and width < stable_from
         fig.add_trace(go.Scatter(
             x=good["lr"].to_list(), y=good["loss"].to_list(), mode="lines+markers", name=f"width {width}",
-            legendgroup=str(width), line={"color": colour},
+            legendgroup=str(width), line={"color": colour, "dash": "dash" if narrow else "solid"},
+            opacity=0.45 if narrow else 1.0, meta={"width": width, "below_stable_from": narrow},
             error_y={"type": "data", "symmetric": False, "color": colour, "thickness": 1,
                      "array": (good["hi"] - good["loss"]).to_list(),
                      "arrayminus": (good["loss"] - good["lo"]).to_list()},
@@ -371,9 +376,91 @@ def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *,
                               line={"dash": "dot", "color": colour_of.get(width, "#555555"), "width": 1.5})
             fig.add_annotation(xref="paper", yref="paper", x=0.01, y=0.99, showarrow=False, xanchor="left",
                                text=f"optimum drift: lr* ∝ width^{drift:+.2f} (0 = transfers)")
+        anchor = placed.filter(pl.col("width") == stable_from) if stable_from is not None else None
+        if anchor is not None and anchor.height:
+            x = 2.0 ** anchor["opt_log2_lr"][0]
+            fig.add_vline(x=x, line={"color": "#111111", "width": 2})
+            fig.add_annotation(x=math.log10(x), xref="x", yref="paper", y=1.0, yanchor="bottom", showarrow=False,
+                               text=f"stable from width N = {stable_from}: lr* 2^{anchor['opt_log2_lr'][0]:.2f}")
     fig.update_xaxes(**_log2_axis(curves.get_column("lr").to_list()), title_text="learning rate")
     fig.update_yaxes(title_text="loss")
     fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": "width"}})
+    return fig
+
+
+def shift_figure(shifts: Mapping[str, pl.DataFrame], *, tolerance: float,
+                 stable_from: Mapping[str, int | None] | None = None, title: str | None = None) -> go.Figure:
+    """The shift of the optimal learning rate per doubling of width, against width: does it die out?
+
+    ``shifts``: one ``SweepReport.shifts`` frame per sweep, keyed by its label (an SP and a μP sweep
+    overlaid show SP's shift staying near −1 while μP's falls into the band). Each shift sits at the
+    geometric middle of its two widths, with its 90 % interval (``shift_ci``); hollow markers are shifts
+    the data cannot place on either side of the tolerance. The shaded band is ±``tolerance``;
+    ``stable_from`` draws each sweep's N as a dotted vertical line in its colour.
+    """
+    fig = go.Figure()
+    fig.add_hrect(y0=-tolerance, y1=tolerance, fillcolor="#59A14F", opacity=0.12, line_width=0)
+    fig.add_hline(y=0, line={"color": "#888888", "width": 1})
+    widths: set[float] = set()
+    colours = (*RUN_COLOURS, *CALM)
+    for index, (label, frame) in enumerate(shifts.items()):
+        colour = colours[index % len(colours)]
+        widths |= set(frame["width_lo"].to_list()) | set(frame["width_hi"].to_list())
+        symbols = ["circle-open" if s == "unresolved" else "circle" for s in frame["status"]]
+        fig.add_trace(go.Scatter(
+            x=frame["mid_width"].to_list(), y=frame["shift"].to_list(), mode="lines+markers", name=label,
+            line={"color": colour}, marker={"size": 9, "symbol": symbols, "color": colour},
+            error_y={"type": "data", "array": frame["shift_ci"].to_list(), "color": colour, "thickness": 1},
+            hovertext=[f"{label}: {lo} → {hi}: {s:+.2f} ± {ci:.2f} log2 lr per doubling ({st})"
+                       for lo, hi, s, ci, st in frame.select("width_lo", "width_hi", "shift", "shift_ci",
+                                                             "status").iter_rows()],
+            hoverinfo="text", meta={"run": label},
+        ))
+        n = (stable_from or {}).get(label)
+        if n is not None:
+            fig.add_vline(x=n, line={"dash": "dot", "color": colour, "width": 1.5})
+            fig.add_annotation(x=math.log10(n), xref="x", yref="paper", y=1.0, yanchor="bottom", showarrow=False,
+                               text=f"N = {n}" + (f" ({label})" if len(shifts) > 1 else ""), font={"color": colour})
+    fig.update_xaxes(**_log2_axis(widths), title_text="width (each shift between two consecutive widths)")
+    fig.update_yaxes(title_text="shift of the optimum per doubling (log2 lr)", zeroline=False)
+    fig.update_layout(title=title, height=440, template="plotly_white", legend={"title": {"text": "sweep"}})
+    return fig
+
+
+def regret_figure(regret: pl.DataFrame, *, title: str | None = None) -> go.Figure:
+    """Transfer regret against width: the loss at the transferred learning rate above that width's best,
+    in percent, ± one standard error — one line per source (the proxy width's optimum, N's optimum).
+
+    ``regret``: ``SweepReport.regret``. A transferred lr next to a diverged job has an infinite regret,
+    drawn as a cross at the top of the axis.
+    """
+    fig = go.Figure()
+    finite = regret.filter(pl.col("regret_rel").is_finite())
+    top = 100 * float(finite["regret_rel"].to_numpy().max()) if finite.height else 1.0
+    for index, ((source, width), part) in enumerate(
+            sorted(regret.partition_by("source", "source_width", as_dict=True).items(), key=lambda kv: str(kv[0]))):
+        colour = (*RUN_COLOURS, *CALM)[index % (len(RUN_COLOURS) + len(CALM))]
+        label = f"lr tuned at width {width}" + (" (proxy)" if source == "proxy" else " (N)")
+        part = part.sort("width")
+        good = part.filter(pl.col("regret_rel").is_finite())
+        fig.add_trace(go.Scatter(
+            x=good["width"].to_list(), y=(100 * good["regret_rel"]).to_list(), mode="lines+markers", name=label,
+            line={"color": colour}, error_y={"type": "data", "array": (100 * good["regret_rel_se"]).to_list(),
+                                             "color": colour, "thickness": 1},
+            hovertext=[f"{label} at width {w}: loss {loss:.4f} vs best {best:.4f} ({100 * r:+.2f} %)"
+                       for w, loss, best, r in good.select("width", "loss", "best_loss", "regret_rel").iter_rows()],
+            hoverinfo="text", meta={"source": source, "source_width": width},
+        ))
+        bad = part.filter(pl.col("regret_rel") == math.inf)
+        if bad.height:
+            fig.add_trace(go.Scatter(
+                x=bad["width"].to_list(), y=[top * 1.1 if top > 0 else 1.0] * bad.height, mode="markers",
+                name=f"{label}: diverged", marker={"symbol": "x", "size": 11, "color": colour}, showlegend=False,
+                hovertext=[f"{label} diverges at width {w}" for w in bad["width"]], hoverinfo="text",
+            ))
+    fig.update_xaxes(**_log2_axis(regret["width"].to_list()), title_text="width")
+    fig.update_yaxes(title_text="loss above the width's best (%)", rangemode="tozero")
+    fig.update_layout(title=title, height=400, template="plotly_white", legend={"title": {"text": "learning rate"}})
     return fig
 
 

@@ -139,12 +139,13 @@ def test_slopes_page_of_the_mup_run_has_no_findings(monkeypatch, root) -> None:
 def test_lr_sweep_page_draws_one_curve_per_width_and_the_optima(monkeypatch, root) -> None:
     at = _app(monkeypatch, root, "lr_sweep")
     assert at.sidebar.selectbox(key="run-lrsweep").options == ["sweep"]
-    (figure,) = _figures(at)
+    figure, shifts, *_ = _figures(at)
     names = [t.get("name") for t in figure["data"]]
     assert "width 32" in names and "width 64" in names and "optimum" in names
     assert figure["layout"]["xaxis"]["type"] == "log"
-    banner = (at.success or at.error)[0].value
-    assert banner.startswith(("TRANSFERS", "DOES NOT TRANSFER")) and "drift" in banner
+    assert [t["name"] for t in shifts["data"]] == ["sweep"]
+    banner = (at.success or at.error or at.warning)[0].value
+    assert banner.startswith(("TRANSFERS", "DOES NOT TRANSFER", "INCONCLUSIVE")) and " · " in banner
     assert list(at.dataframe[0].value["width"]) == [32, 64]
 
 

@@ -55,9 +55,10 @@ def test_sweep_report_shows_the_curves_and_optima(tmp_path: Path) -> None:
     run = sweep("mlp-mup", widths=[32, 64], lrs=[2.0**-10, 2.0**-7, 2.0**-4], steps=4, seeds=1,
                 out=tmp_path / "sweep", eval_batches=1)
     page = write_html_report(run, tmp_path / "sweep.html").read_text(encoding="utf-8")
-    (figure,) = _figures(page)
+    figure, *_ = _figures(page)
     assert [t["name"] for t in figure["data"]][:2] == ["width 32", "width 64"]
-    assert "<h2>Optima</h2>" in page and re.search(r"TRANSFERS|DOES NOT TRANSFER", page)
+    assert "<h2>Optima</h2>" in page and re.search(r"TRANSFERS|DOES NOT TRANSFER|INCONCLUSIVE", page)
+    assert "<h2>Shift of the optimum per doubling of width</h2>" in page
 
 
 def test_report_command_writes_pngs_with_kaleido(mlp_runs, tmp_path: Path) -> None:

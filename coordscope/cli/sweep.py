@@ -1,13 +1,20 @@
-"""``coordscope sweep``: an LR sweep across widths, then its verdict; exit 0 transfers, 1 not, 2 bad input."""
+"""``coordscope sweep``: an LR sweep across widths (or a recorded one), then its transfer verdict.
+
+Exit 0: the optimum transfers (outright, or from a width N on); 1: it does not, or the sweep is
+inconclusive, or — with --fail-above-proxy — N lies above the proxy width; 2: bad input.
+"""
 
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
 from coordscope.choices import EXECUTORS, SWEEP_FORMATS, SWEEP_METRICS
 from coordscope.cli.options import config_option, parse_int_list, parse_log2_grid, parse_seeds
+from coordscope.errors import ConfigError
+from coordscope.runmeta import META
 
 
 @click.command()
@@ -17,7 +24,8 @@ from coordscope.cli.options import config_option, parse_int_list, parse_log2_gri
 @click.option("--lrs", help="Learning rates: a log2 grid START:STOP:STEP such as 2^-14:2^-4:0.5 (STEP in log2 "
               "units), or a comma list such as 1e-3,2^-8,0.01 (at least three).")
 @click.option("--steps", type=int, help="Training steps per job, each on a fresh batch (default 100).")
-@click.option("--seeds", help="A count N (seeds 0..N-1) or a comma list of seeds (default 1).")
+@click.option("--seeds", help="A count N (seeds 0..N-1) or a comma list of seeds (default 1). Two or more "
+              "measure how much the optimum moves from seed to seed.")
 @click.option("--out", type=click.Path(file_okay=True, dir_okay=True),
               help="Sweep directory to create, or a file:// URI (default runs/<spec>-<time>).")
 @click.option("--executor", type=click.Choice(EXECUTORS), help="Where jobs run (default inline).")
@@ -29,36 +37,60 @@ from coordscope.cli.options import config_option, parse_int_list, parse_log2_gri
               help="Score of a job: its held-out loss at the end (default), or its mean train loss over the "
                    "last 10% of steps.")
 @click.option("--tolerance", type=float,
-              help="Largest |drift| (log2 LR per doubling of width) that still counts as transferring (default 0.25).")
+              help="Largest shift of the optimum (log2 LR per doubling of width) that still counts as stable "
+                   "(default 0.25).")
+@click.option("--proxy-width", type=int,
+              help="The width you tune the learning rate at (default: the smallest swept width); the regret "
+                   "of its optimum is reported at every width.")
+@click.option("--fail-above-proxy/--no-fail-above-proxy", default=None,
+              help="Exit 1 when the optimum is stable only from a width N above --proxy-width (default: "
+                   "'transfers from width N' exits 0 and names N).")
 @click.option("--format", "fmt", type=click.Choice(SWEEP_FORMATS), default="text", show_default=True)
 @config_option
 def sweep(spec: str, widths: str | None, lrs: str | None, steps: int | None, seeds: str | None, out: str | None,
           executor: str | None, workers: int | None, device: str | None, overwrite: bool, resume: bool,
-          metric: str | None, tolerance: float | None, fmt: str, config_path: str | None) -> None:
+          metric: str | None, tolerance: float | None, proxy_width: int | None, fail_above_proxy: bool | None,
+          fmt: str, config_path: str | None) -> None:
     """Sweep the learning rate of SPEC (a .py file, module, module:attr or sample name such as
-    gpt-mup-sweep) at several widths, and judge whether the optimum transfers across width.
+    gpt-mup-sweep) at several widths, and judge whether the optimum transfers across width. SPEC may also
+    be a recorded sweep directory: then it is only judged.
 
     Every (width, lr, seed) job trains for --steps steps on the spec's data stream; its train losses and
     final held-out loss go into a Parquet shard under --out. Per width, the optimal log2 LR is the grid
-    minimum refined by a parabola through its neighbours; the drift is its slope against log2 width.
-    A diverged job (NaN/inf loss) is recorded and the sweep goes on. Unset flags come from
+    minimum refined by a parabola through its neighbours, with a standard error from the seeds and from
+    how flat the loss is there. The verdict follows the shift of the optimum per doubling of width:
+    TRANSFERS (stable within --tolerance at every width), TRANSFERS FROM WIDTH N (stable from N on: a
+    finite-width effect that dies out), DOES NOT TRANSFER, or INCONCLUSIVE (optimum at the grid's edge,
+    loss too flat, too few widths or seeds) — each with its reason and a hint. Unset flags come from
     [tool.coordscope.sweep] in the nearest pyproject.toml, then from the spec's DEFAULTS["sweep"].
-    Exit codes: 0 the optimum transfers, 1 it drifts, 2 bad input.
+    Exit codes: 0 transfers (from N too, unless --fail-above-proxy and N > --proxy-width), 1 otherwise,
+    2 bad input.
     """
     from coordscope.lrsweep import sweep as run_sweep
     from coordscope.transfer import analyse_sweep
 
-    run_dir = run_sweep(
-        spec,
-        widths=parse_int_list("--widths", widths) if widths else None,
-        lrs=parse_log2_grid("--lrs", lrs) if lrs else None,
-        steps=steps,
-        seeds=parse_seeds(seeds) if seeds else None,
-        out=out, executor=executor, workers=workers, device=device, overwrite=overwrite, resume=resume,
-        config=config_path,
-    )
-    report = analyse_sweep(run_dir, metric=metric, tolerance=tolerance, config=config_path)
+    recorded = (Path(spec) / META).is_file()
+    if recorded:
+        given = {"--widths": widths, "--lrs": lrs, "--steps": steps, "--seeds": seeds, "--out": out,
+                 "--executor": executor, "--workers": workers, "--device": device,
+                 "--overwrite": overwrite or None, "--resume": resume or None}
+        extra = [flag for flag, value in given.items() if value is not None]
+        if extra:
+            raise ConfigError(f"{spec} is a recorded sweep: {extra[0]} applies only when sweeping a spec")
+        run_dir = Path(spec)
+    else:
+        run_dir = run_sweep(
+            spec,
+            widths=parse_int_list("--widths", widths) if widths else None,
+            lrs=parse_log2_grid("--lrs", lrs) if lrs else None,
+            steps=steps,
+            seeds=parse_seeds(seeds) if seeds else None,
+            out=out, executor=executor, workers=workers, device=device, overwrite=overwrite, resume=resume,
+            config=config_path,
+        )
+    report = analyse_sweep(run_dir, metric=metric, tolerance=tolerance, proxy_width=proxy_width,
+                           fail_above_proxy=fail_above_proxy, config=config_path)
     click.echo(report.render(fmt), nl=False)
-    if fmt == "text":
+    if fmt == "text" and not recorded:
         click.echo(f"sweep recorded in {run_dir}", err=True)
     sys.exit(0 if report.ok else 1)
