@@ -14,7 +14,6 @@ import click
 from coordscope.choices import EXECUTORS, SWEEP_FORMATS, SWEEP_METRICS
 from coordscope.cli.options import config_option, parse_int_list, parse_log2_grid, parse_seeds
 from coordscope.errors import ConfigError
-from coordscope.runmeta import META
 
 
 @click.command()
@@ -66,7 +65,9 @@ def sweep(spec: str, widths: str | None, lrs: str | None, steps: int | None, see
     Exit codes: 0 transfers (from N too, unless --fail-above-proxy and N > --proxy-width), 1 otherwise,
     2 bad input.
     """
+    # Imported here, not at the top: they import torch, which `coordscope --help` must not.
     from coordscope.lrsweep import sweep as run_sweep
+    from coordscope.runmeta import META
     from coordscope.transfer import analyse_sweep
 
     recorded = (Path(spec) / META).is_file()
