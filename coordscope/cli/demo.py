@@ -61,7 +61,7 @@ def _summary(run_dir: Path) -> str:
 @click.option("--runs", "runs_dir", default="runs", show_default=True, type=click.Path(file_okay=False),
               help="Directory to record the demo runs into (complete runs there are reused).")
 @click.option("--no-app", is_flag=True, help="Only record the runs; do not start the dashboard.")
-@click.option("--no-sweep", is_flag=True, help="Skip the LR sweep (the slowest part, about half a minute).")
+@click.option("--no-sweep", is_flag=True, help="Skip the LR sweep (the slowest part: minutes on a 2-core CPU).")
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="Port of the dashboard.")
 def demo(runs_dir: str, no_app: bool, no_sweep: bool, port: int) -> None:
     """Record the MLP sample in SP and in μP and a short μP GPT learning-rate sweep into --runs, print
