@@ -14,7 +14,7 @@ setup() {
     # editable_mode=strict: app/, probes/ and sample_models/ install as coordscope.app, … through a tree of
     # links under build/ that mypy can read (the default mode's import hooks are invisible to type checkers);
     # a file added to the checkout needs this step again, which every dev.sh command runs.
-    "$PY" -m pip install -q -c constraints.txt --config-settings editable_mode=strict -e '.[test,ray,png]'
+    "$PY" -m pip install -q -c constraints.txt --config-settings editable_mode=strict -e '.[test,ray,png,hf,lightning]'
     # mup declares torchvision and an unpinned torch, which we must not pull: install it without deps.
     "$PY" -m pip install -q --no-deps 'mup==1.0.0' pyyaml
     if ! command -v chromium >/dev/null 2>&1; then

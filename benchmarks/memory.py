@@ -1,32 +1,75 @@
-"""Memory flat in steps: peak resident memory of recording a 500-step job over a 10-step job, the model,
-its optimizer state and the fixed batch excluded (each job runs in a fresh process, which notes its memory
-after building everything a plain training run would hold, then records). Target (issue 7): within 10%.
-Measured twice: in a process as Python starts it (the API's case) and with freed memory kept, as the
-command line and worker processes run (:mod:`coordscope.heap`).
+"""Peak memory of recording: a recorded job over the same plain training, side by side, each in a fresh process.
 
-    python benchmarks/memory.py [--sample mlp-mup] [--width 512] [--steps 10,500]
+    python benchmarks/memory.py                        # the issue's cases: MLP at 4096, GPT at its largest width
+    python benchmarks/memory.py --case mlp-mup:2048 --steps 20
+    python benchmarks/memory.py --flat                 # issue 7: a 500-step job against a 10-step job
+
+Each configuration runs as it would really run, in a new Python process: ``plain`` is the user's training
+script — build the sample's model, its optimizer and the fixed batch, train ``--steps`` steps, nothing
+else imported; ``recording`` is the same script with ``coordscope.recording`` around its loop (the
+own-loop recorder, Parquet shard and ``meta.json`` included); ``job`` is what a ``coordscope run`` worker
+runs for one width × seed (:func:`coordscope.job.record_job`). Each process prints its peak resident
+memory (``ru_maxrss``), and the ratios to ``plain`` are printed. Target (issue 19): at most 1.15. The
+recorded runs keep no copy of the parameters (:mod:`coordscope.sampling`); ``--exact`` shows what keeping
+whole copies costs.
+
+``--flat`` keeps issue 7's check: peak memory of a 500-step job over a 10-step job (within 10 %).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 
 CHILD = r"""
-import json, resource, sys, tempfile, torch
+import json, resource, sys, tempfile
+mode, sample, width, steps, exact = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5] == "1"
+import torch
+torch.set_num_threads(1)
+from coordscope.spec import load_spec, build_model, first_batch
+from coordscope.device import seed_everything
+spec = load_spec(sample)
+if mode == "job":
+    from coordscope.job import Job, record_job
+    from coordscope.layers import infer_layers
+    layers = infer_layers(spec, (64, 128))
+    with tempfile.TemporaryDirectory() as tmp:
+        record_job(Job(spec, width, 0, steps - 1, 0.01, ("rms",), tmp, "mem", layers, exact=exact))
+else:
+    seed_everything(0)
+    model = build_model(spec, width)
+    batch = first_batch(spec)
+    optimizer = spec.make_optimizer(model, 0.01)
+    def train(step=lambda: None):
+        for _ in range(steps):
+            loss = spec.compute_loss(model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step()
+    if mode == "plain":
+        train()
+    else:
+        import coordscope
+        with tempfile.TemporaryDirectory() as tmp:
+            with coordscope.recording(model, optimizer, out=tmp + "/run", width=width, exact=exact,
+                                      progress=False) as rec:
+                train(rec.step)
+print(json.dumps({"peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
+"""
+
+FLAT = r"""
+import json, resource, sys, tempfile
 from coordscope.device import seed_everything
 from coordscope.job import Job, record_job
 from coordscope.layers import infer_layers
 from coordscope.spec import build_model, first_batch, load_spec
-sample, width, steps, kept = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "kept"
-if kept:
-    from coordscope.heap import keep_freed_memory
-    keep_freed_memory()
+sample, width, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 spec = load_spec(sample)
 layers = infer_layers(spec, (64, 128))
-# warm-up: a plain job of the same model, so allocator pools and lazy imports are in the baseline
 seed_everything(0); model = build_model(spec, width); batch = first_batch(spec)
 opt = spec.make_optimizer(model, 0.01)
 for _ in range(3):
@@ -36,31 +79,69 @@ with tempfile.TemporaryDirectory() as tmp:
 base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with tempfile.TemporaryDirectory() as tmp:
     record_job(Job(spec, width, 0, steps, 0.01, ("rms",), tmp, "mem", layers))
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print(json.dumps({"base_kib": base, "peak_kib": peak}))
+print(json.dumps({"base_kib": base, "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
 
+ENV = {"OMP_NUM_THREADS": "1", "PATH": ""}
 
-def measure(sample: str, width: int, steps: int, heap: str) -> dict[str, int]:
-    out = subprocess.run([sys.executable, "-c", CHILD, sample, str(width), str(steps), heap], check=True,
-                         capture_output=True, text=True, env={"OMP_NUM_THREADS": "1", "PATH": ""}).stdout
-    return json.loads(out.strip().splitlines()[-1])
+
+def peak(mode: str, sample: str, width: int, steps: int, exact: bool) -> int:
+    out = subprocess.run([sys.executable, "-c", CHILD, mode, sample, str(width), str(steps), "1" if exact else "0"],
+                         check=True, capture_output=True, text=True, env=ENV).stdout
+    return int(json.loads(out.strip().splitlines()[-1])["peak_kib"])
+
+
+def largest_width(sample: str) -> int:
+    from coordscope.spec import load_spec
+
+    return int(max(load_spec(sample).defaults.get("widths", [512])))
+
+
+def side_by_side(cases: list[str], steps: int, repeats: int, exact: bool) -> None:
+    modes = ("plain", "recording", "job")
+    print(f"peak resident memory (ru_maxrss), {steps} training steps, a fresh process each, median of {repeats}"
+          + (", exact=True" if exact else ""))
+    print(f"{'case':<16} {'plain MiB':>10} {'recording MiB':>14} {'job MiB':>9} {'recording/plain':>16} "
+          f"{'job/plain':>10}")
+    for case in cases:
+        sample, _, width_text = case.partition(":")
+        width = int(width_text) if width_text else largest_width(sample)
+        runs: dict[str, list[int]] = {mode: [] for mode in modes}
+        for _ in range(repeats):  # interleaved: drifts in the machine's state hit every configuration
+            for mode in modes:
+                runs[mode].append(peak(mode, sample, width, steps, exact))
+        kib = {mode: statistics.median(values) for mode, values in runs.items()}
+        print(f"{sample + ':' + str(width):<16} {kib['plain'] / 1024:>10.1f} {kib['recording'] / 1024:>14.1f} "
+              f"{kib['job'] / 1024:>9.1f} {kib['recording'] / kib['plain']:>16.3f} {kib['job'] / kib['plain']:>10.3f}")
+    print("target (issue 19): recorded / plain <= 1.15")
+
+
+def flat(sample: str, width: int, steps: str) -> None:
+    short, long = (int(s) for s in steps.split(","))
+    results = []
+    for n in (short, long):
+        out = subprocess.run([sys.executable, "-c", FLAT, sample, str(width), str(n)], check=True,
+                             capture_output=True, text=True, env=ENV).stdout
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    a, b = results
+    print(f"{sample} width {width}: peak RSS {a['peak_kib'] / 1024:.1f} MiB ({short} steps) vs "
+          f"{b['peak_kib'] / 1024:.1f} MiB ({long} steps); peak ratio {long}/{short} steps = "
+          f"{b['peak_kib'] / a['peak_kib']:.3f} (target <= 1.10)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sample", default="mlp-mup")
-    parser.add_argument("--width", type=int, default=512)
-    parser.add_argument("--steps", default="10,500")
+    parser.add_argument("--case", action="append", help="sample:width (repeatable; width defaults to the sample's "
+                                                        "largest)")
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--exact", action="store_true", help="record with exact=True (whole copies)")
+    parser.add_argument("--flat", action="store_true", help="issue 7's check instead: 500 steps against 10")
     args = parser.parse_args()
-    short, long = (int(s) for s in args.steps.split(","))
-    for heap in ("default", "kept"):
-        a, b = measure(args.sample, args.width, short, heap), measure(args.sample, args.width, long, heap)
-        grow_a, grow_b = a["peak_kib"] - a["base_kib"], b["peak_kib"] - b["base_kib"]
-        print(f"{args.sample} width {args.width}, heap {heap}: peak RSS {a['peak_kib'] / 1024:.1f} MiB "
-              f"({short} steps) vs {b['peak_kib'] / 1024:.1f} MiB ({long} steps); growth over the warmed-up "
-              f"baseline {grow_a / 1024:.2f} MiB vs {grow_b / 1024:.2f} MiB; "
-              f"peak ratio {long}/{short} steps = {b['peak_kib'] / a['peak_kib']:.3f}")
+    if args.flat:
+        flat("mlp-mup", 512, "10,500")
+        return
+    side_by_side(args.case or ["mlp-mup:4096", "gpt-mup"], args.steps, args.repeats, args.exact)
 
 
 if __name__ == "__main__":

@@ -1,39 +1,93 @@
-"""coordscope against the reference: the same MLP coordinate-check sweep through
-``mup.coord_check.get_coord_data(..., cuda=False)`` and through coordscope, each in a fresh process.
+"""coordscope against the reference: the same MLP coordinate-check sweep through ``coordscope run`` and through
+``mup.coord_check.get_coord_data(..., cuda=False)``, each as it really runs — a new process.
 
 Same model (the hand-written μP MLP sample), widths 64…2048, 3 seeds, and the same work: three forward,
 backward and Adam steps per job (mup's ``nsteps=3`` records t = 1..3 before each update; coordscope's
-``steps=2`` records t = 0..2 and the update after each). Target (issue 7): coordscope's wall time at most
-mup's while recording at least four times as many statistics.
+``--steps 2`` records t = 0..2 and the update after each). Targets (issues 7 and 19): the whole
+``coordscope run`` process at most the wall time of the whole mup process, while recording at least four
+times as many statistics.
 
-Every configuration runs in a process of its own, so that one tool's heap does not warm or fragment the
-other's. Each process first runs a small sweep untimed (imports, Parquet's first write) and then times
-``--rounds`` whole sweeps; the median is printed. The configurations:
+The configurations, each timed from process start to exit by this script, interleaved ``--repeats`` times
+(drifts in the machine's load hit every one alike), medians printed:
 
-- ``coordscope run``: the command line, called in-process exactly as ``coordscope run mlp-mup --widths …``
-  runs it. The command line keeps freed memory in its process (:mod:`coordscope.heap`).
-- ``mup``: ``get_coord_data`` in a process as Python starts it.
-- ``plain``: the same 18 jobs trained with nothing recorded.
-- ``coordscope.run``, and ``mup`` and ``plain`` with the heap setting: the same code with and without
-  :func:`coordscope.heap.keep_freed_memory`, so that what the setting buys and what recording costs can
-  be read apart. Recording costs more than mup's hooks: mup takes the mean |x| of module outputs, while
-  coordscope also reads every parameter, gradient and update at every step.
+- ``coordscope run``: the command line, ``coordscope run mlp-mup --widths … --out DIR``, as a user types it
+  (it keeps freed memory in its process, :mod:`coordscope.heap`);
+- ``mup``: a user's script (this file with ``--script mup``): import torch and mup, build the batch, call
+  ``get_coord_data`` on the sweep;
+- ``plain``: a script training the same 18 jobs with nothing recorded (``--script plain``) — what both add to.
 
-    python benchmarks/vs_mup.py [--rounds 3] [--repeats 2] [--widths 64,128,256,512,1024,2048]
+``--warm`` runs the previous comparison instead: each tool's sweep timed inside one process after a first
+untimed sweep, with and without the heap setting — the sweep's own cost, without Python's and torch's start.
+
+    python benchmarks/vs_mup.py [--repeats 5] [--widths 64,128,256,512,1024,2048]
+    python benchmarks/vs_mup.py --warm [--rounds 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable
+from pathlib import Path
 
-CONFIGS = {  # name: (what runs, whether the heap setting is on)
+
+def coordscope_command() -> list[str]:
+    """``coordscope`` as installed beside this Python (the console script), else ``python -m coordscope``."""
+    script = Path(sys.executable).with_name("coordscope")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "coordscope"]
+
+
+def timed(command: list[str]) -> tuple[float, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    start = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    elapsed = time.perf_counter() - start
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command[:3])} failed: {done.stderr[-2000:]}")
+    return elapsed, done.stdout
+
+
+def new_processes(widths: str, seeds: int, repeats: int) -> None:
+    import coordscope
+
+    times: dict[str, list[float]] = {"coordscope run": [], "mup": [], "plain": []}
+    counts: dict[str, int] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            for config in times:
+                if config == "coordscope run":
+                    out = f"{tmp}/run{i}"
+                    elapsed, _ = timed([*coordscope_command(), "run", "mlp-mup", "--widths", widths, "--steps", "2",
+                                        "--seeds", str(seeds), "--lr", "0.01", "--out", out])
+                    counts[config] = coordscope.load(out).height
+                else:  # this file, running only that sweep: a user's script
+                    elapsed, stdout = timed([sys.executable, __file__, "--script", config, "--widths", widths,
+                                             "--seeds", str(seeds)])
+                    counts[config] = int(stdout.strip().splitlines()[-1])
+                times[config].append(elapsed)
+    median = {c: statistics.median(t) for c, t in times.items()}
+    import torch
+
+    print(f"torch {torch.__version__}; widths {widths}, {seeds} seeds, 3 optimizer steps per job; each a new "
+          f"process, timed start to exit, median of {repeats} (interleaved)")
+    print(f"{'':<16} {'wall s':>7} {'statistics':>11}   every run, s")
+    for config, values in times.items():
+        print(f"{config:<16} {median[config]:>7.2f} {counts[config]:>11}   " + " ".join(f"{t:.2f}" for t in values))
+    print(f"time ratio coordscope run / mup = {median['coordscope run'] / median['mup']:.3f} (target <= 1); "
+          f"statistics ratio = {counts['coordscope run'] / counts['mup']:.1f}x (target >= 4)")
+    print(f"over plain training: mup {median['mup'] / median['plain'] - 1:+.0%}, "
+          f"coordscope run {median['coordscope run'] / median['plain'] - 1:+.0%}")
+
+
+# -- --warm: each sweep inside one process, after a first untimed one ---------------------------------------
+
+WARM = {  # name: (what runs, whether the heap setting is on)
     "coordscope run": ("cli", True),
     "coordscope.run": ("api", False),
     "mup": ("mup", False),
@@ -44,7 +98,6 @@ CONFIGS = {  # name: (what runs, whether the heap setting is on)
 
 
 def sweep_mup(widths: list[int], seeds: int) -> int:
-    """mup's coord check of the sweep; returns the number of statistics (one per row: l1)."""
     import torch
     from mup.coord_check import get_coord_data
 
@@ -79,8 +132,6 @@ def sweep_plain(widths: list[int], seeds: int) -> int:
 
 
 def sweep_coordscope(widths: list[int], seeds: int, how: str) -> int:
-    """The sweep through the command line (``cli``) or :func:`coordscope.run` (``api``); returns the
-    number of statistics recorded (one per row)."""
     import coordscope
     from coordscope.cli import main
 
@@ -98,9 +149,8 @@ def sweep_coordscope(widths: list[int], seeds: int, how: str) -> int:
         return coordscope.load(out).height
 
 
-def child(config: str, widths: list[int], seeds: int, rounds: int) -> None:
-    """One configuration in this (fresh) process: print its times and statistics count as JSON."""
-    what, heap = CONFIGS[config]
+def warm_child(config: str, widths: list[int], seeds: int, rounds: int) -> None:
+    what, heap = WARM[config]
     if heap:
         from coordscope.heap import keep_freed_memory
 
@@ -118,46 +168,48 @@ def child(config: str, widths: list[int], seeds: int, rounds: int) -> None:
     print(json.dumps({"times": times, "statistics": count}))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--widths", default="64,128,256,512,1024,2048")
-    parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--rounds", type=int, default=3, help="timed sweeps per process")
-    parser.add_argument("--repeats", type=int, default=2, help="processes per configuration, interleaved")
-    parser.add_argument("--child", choices=list(CONFIGS), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    widths = [int(w) for w in args.widths.split(",")]
-    if args.child:
-        child(args.child, widths, args.seeds, args.rounds)
-        return
-    times: dict[str, list[float]] = {c: [] for c in CONFIGS}
+def warm(widths: str, seeds: int, rounds: int, repeats: int) -> None:
+    times: dict[str, list[float]] = {c: [] for c in WARM}
     counts: dict[str, int] = {}
-    for _ in range(args.repeats):  # interleaved: drifts in the machine's load hit every configuration
-        for config in CONFIGS:
-            out = subprocess.run([sys.executable, __file__, "--child", config, "--widths", args.widths,
-                                  "--seeds", str(args.seeds), "--rounds", str(args.rounds)],
+    for _ in range(repeats):
+        for config in WARM:
+            out = subprocess.run([sys.executable, __file__, "--child", config, "--widths", widths,
+                                  "--seeds", str(seeds), "--rounds", str(rounds)],
                                  check=True, capture_output=True, text=True).stdout
             result = json.loads(out.strip().splitlines()[-1])
             times[config] += result["times"]
             counts[config] = result["statistics"]
     median = {c: statistics.median(t) for c, t in times.items()}
-    import torch
-
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; widths {widths}, {args.seeds} seeds, "
-          f"3 optimizer steps per job; median of {args.repeats} processes x {args.rounds} sweeps each")
+    print(f"sweep alone, inside one process after an untimed first sweep; median of {repeats} processes x {rounds}")
     print(f"{'':<18} {'heap kept':>9} {'wall s':>7} {'statistics':>11}   all sweeps, s")
-    for config, (_, heap) in CONFIGS.items():
+    for config, (_, heap) in WARM.items():
         print(f"{config:<18} {'yes' if heap else 'no':>9} {median[config]:>7.3f} {counts[config]:>11}   "
               + " ".join(f"{t:.2f}" for t in times[config]))
     ours, theirs = median["coordscope run"], median["mup"]
-    print(f"time ratio coordscope run / mup = {ours / theirs:.3f} (target <= 1); statistics ratio = "
-          f"{counts['coordscope run'] / counts['mup']:.1f}x (target >= 4)")
-    print(f"same heap setting for both: coordscope.run / mup = {median['coordscope.run'] / median['mup']:.3f} "
-          f"(default), coordscope run / mup = {ours / median['mup, heap kept']:.3f} (kept)")
-    print(f"over plain training with the same setting: mup {median['mup'] / median['plain'] - 1:+.0%} (default), "
-          f"{median['mup, heap kept'] / median['plain, heap kept'] - 1:+.0%} (kept); coordscope "
-          f"{median['coordscope.run'] / median['plain'] - 1:+.0%} (default), "
-          f"{ours / median['plain, heap kept'] - 1:+.0%} (kept)")
+    print(f"time ratio coordscope run / mup = {ours / theirs:.3f}; same heap setting for both: coordscope.run / mup "
+          f"= {median['coordscope.run'] / theirs:.3f} (default), coordscope run / mup = "
+          f"{ours / median['mup, heap kept']:.3f} (kept)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--widths", default="64,128,256,512,1024,2048")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5, help="processes per configuration, interleaved")
+    parser.add_argument("--warm", action="store_true", help="time each sweep inside a warmed-up process instead")
+    parser.add_argument("--rounds", type=int, default=3, help="--warm: timed sweeps per process")
+    parser.add_argument("--child", choices=list(WARM), help=argparse.SUPPRESS)
+    parser.add_argument("--script", choices=["mup", "plain"], help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.script:
+        sweep = sweep_mup if args.script == "mup" else sweep_plain
+        print(sweep([int(w) for w in args.widths.split(",")], args.seeds))
+    elif args.child:
+        warm_child(args.child, [int(w) for w in args.widths.split(",")], args.seeds, args.rounds)
+    elif args.warm:
+        warm(args.widths, args.seeds, args.rounds, args.repeats)
+    else:
+        new_processes(args.widths, args.seeds, args.repeats)
 
 
 if __name__ == "__main__":

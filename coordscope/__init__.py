@@ -1,9 +1,10 @@
 """coordscope: coordinate checks for μP.
 
-Record how every activation, gradient and update of a PyTorch model scales with width (:func:`run`), read
-the records (:func:`load`), judge them (:func:`check` → :class:`Report`; :func:`coordscope.testing.assert_mup`
-in pytest), run μTransfer learning-rate sweeps (:func:`sweep`, :func:`analyse_sweep`), and write your own
-statistics (:func:`register_probe`). Expose an intermediate tensor with :func:`tap`.
+Record how every activation, gradient and update of a PyTorch model scales with width (:func:`run`, or
+:func:`recording` around your own training loop), read the records (:func:`load`), judge them (:func:`check`
+→ :class:`Report`; :func:`coordscope.testing.assert_mup` in pytest), run μTransfer learning-rate sweeps
+(:func:`sweep`, :func:`analyse_sweep`), and write your own statistics (:func:`register_probe`). Expose an
+intermediate tensor with :func:`tap`.
 
 The names are loaded on first use (PEP 562), so ``import coordscope`` — and the ``coordscope`` command's
 ``--help`` — costs nothing until a name that needs torch is touched.
@@ -47,6 +48,8 @@ _EXPORTS: dict[str, str] = {
     "SweepReport": "coordscope.transfer",
     "analyse_sweep": "coordscope.transfer",
     "tap": "coordscope.taps",
+    "recording": "coordscope.ownloop",
+    "Recording": "coordscope.ownloop",
 }
 __all__ = sorted([*_EXPORTS, "testing"])
 
@@ -76,6 +79,8 @@ if TYPE_CHECKING:
     from coordscope.errors import SpecError as SpecError
     from coordscope.errors import StoreError as StoreError
     from coordscope.lrsweep import sweep as sweep
+    from coordscope.ownloop import Recording as Recording
+    from coordscope.ownloop import recording as recording
     from coordscope.probe import ProbeContext as ProbeContext
     from coordscope.probe import register_probe as register_probe
     from coordscope.report import Report as Report

@@ -38,7 +38,7 @@ from typing import Any
 from coordscope.choices import SITES
 from coordscope.errors import ConfigError
 
-RUN_KEYS = ("widths", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers")
+RUN_KEYS = ("widths", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers", "exact")
 CHECK_KEYS = ("tolerance", "sigma", "probe", "override")
 SWEEP_KEYS = ("widths", "lrs", "steps", "seeds", "device", "executor", "workers", "metric", "tolerance",
               "proxy_width", "fail_above_proxy")
@@ -237,6 +237,7 @@ _TYPES: dict[str, Any] = {
     "dtype": lambda v: isinstance(v, str),
     "executor": lambda v: isinstance(v, str),
     "workers": _is_int,
+    "exact": lambda v: isinstance(v, bool),
     "metric": lambda v: isinstance(v, str),
     "tolerance": _is_number,
     "proxy_width": lambda v: _is_int(v) and v > 0,

@@ -8,9 +8,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from coordscope.config import ConfigSource
 from coordscope.device import seed_everything
-from coordscope.hyperparams import Hyperparameters, collect, widths_table
+from coordscope.groups import Hyperparameters, collect, widths_table
 from coordscope.job import Job, record_job
 from coordscope.layers import infer_layers
 from coordscope.orchestrate import execute_run, new_meta
@@ -22,12 +24,22 @@ from coordscope.store import shard_name
 
 def effective_hyperparameters(spec: Spec, widths: tuple[int, ...], lr: float) -> dict[str, Hyperparameters]:
     """The optimizer's lr, weight decay and ε for every parameter at every width, read from the optimizer
-    the spec builds there (nothing is trained; each model is freed before the next is built)."""
+    the spec builds there (nothing is trained; each model is freed before the next is built).
+
+    Models are built on the ``meta`` device, where initialising the widest one costs nothing (on the CPU
+    it was a tenth of a second of the MLP sweep); a spec whose model or optimizer cannot be built there
+    is built on the CPU."""
     per_width = []
     for width in widths:
         seed_everything(0)
-        model = build_model(spec, width)
-        per_width.append((width, collect(model, make_optimizer(spec, model, lr, width))))
+        try:
+            with torch.device("meta"):
+                model = build_model(spec, width)
+                values = collect(model, make_optimizer(spec, model, lr, width))
+        except Exception:
+            model = build_model(spec, width)
+            values = collect(model, make_optimizer(spec, model, lr, width))
+        per_width.append((width, values))
         del model
     return widths_table(per_width)
 
@@ -45,6 +57,7 @@ def run(
     workers: int | None = None,
     device: str | None = None,
     dtype: str | None = None,
+    exact: bool | None = None,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = True,
@@ -56,10 +69,11 @@ def run(
     ``seeds``: a count N (seeds 0..N−1) or a list. Unset settings come from ``[tool.coordscope]`` of
     ``config`` (a :class:`coordscope.config.Config`, a pyproject.toml path, or None for the nearest one),
     then from the spec's ``DEFAULTS``, then from coordscope's (widths 64..512, 5 steps, 3 seeds, lr 0.01,
-    probe ``rms``, cpu, float32, inline).
+    probe ``rms``, cpu, float32, inline). ``exact``: measure ``param_update`` and ``act_delta`` on every
+    entry (whole copies kept) instead of a fixed subset of big tensors' entries (:mod:`coordscope.sampling`).
     """
     settings = resolve_run(spec, config=config, widths=widths, steps=steps, seeds=seeds, lr=lr, probes=probes,
-                           executor=executor, workers=workers, device=device, dtype=dtype, out=out,
+                           executor=executor, workers=workers, device=device, dtype=dtype, exact=exact, out=out,
                            overwrite=overwrite, resume=resume, progress=progress)
     assert settings.lr is not None  # resolve_run always sets a coordinate check's lr
     # The user's model, loss and optimizer fail here, in one line, before anything is written.
@@ -71,7 +85,7 @@ def run(
     name = settings.out.resolve().name
     template = Job(spec=settings.spec if settings.executor == "inline" else settings.spec.ref, width=0, seed=0,
                    steps=settings.steps, lr=settings.lr, probes=settings.probes, run_dir=str(settings.out), run=name,
-                   layers=layers, device=settings.device, dtype=settings.dtype)
+                   layers=layers, device=settings.device, dtype=settings.dtype, exact=settings.exact)
     jobs = [replace(template, width=w, seed=s) for w, s in pairs]
     return execute_run(settings, jobs, records, record_job,
                        lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer,

@@ -20,19 +20,19 @@ orthogonalised      constant             —                  —
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import polars as pl
-import torch
-from torch import nn
 
 from coordscope.diagnose import ADAM_LIKE, ORTHOGONALISED, SGD_LIKE
+from coordscope.groups import KEYS as KEYS
+from coordscope.groups import Hyperparameters as Hyperparameters
+from coordscope.groups import collect as collect
+from coordscope.groups import widths_table as widths_table
 from coordscope.roles import Layer
 
-KEYS: tuple[str, ...] = ("lr", "weight_decay", "eps")
-Hyperparameters = dict[str, dict[str, float]]  # parameter name → {"lr": …, "weight_decay": …, "eps": …}
 TOLERANCE = 0.25  # slack on a hyperparameter's slope before the lint speaks
 EPS_REACH = 0.01  # Adam's ε matters once it is more than 1 % of the gradient's rms
 
@@ -43,19 +43,6 @@ LR_RULES: dict[str, dict[str, float]] = {
     ORTHOGONALISED: {"hidden": 0.0},
 }
 
-
-def collect(model: nn.Module, optimizer: torch.optim.Optimizer) -> Hyperparameters:
-    """The numeric lr, weight_decay and eps of the parameter group of every named parameter."""
-    group_of = {id(p): group for group in optimizer.param_groups for p in group["params"]}
-    out: Hyperparameters = {}
-    for name, p in model.named_parameters():
-        group = group_of.get(id(p))
-        if group is None:
-            continue
-        values = {key: float(group[key]) for key in KEYS
-                  if isinstance(group.get(key), (int, float)) and not isinstance(group.get(key), bool)}
-        out[name] = values
-    return out
 
 
 def slopes(hyperparameters: Mapping[str, Mapping[str, Mapping[str, float]]],
@@ -140,8 +127,3 @@ def _check(table: pl.DataFrame, role: str, key: str, expected: float, message: s
     off = rows.filter((pl.col("slope") - expected).abs() > TOLERANCE)
     return [Note(role, key, tuple(off["name"].to_list()), median, expected,
                  f"{message}; here it goes like width^{median:+.2f}")]
-
-
-def widths_table(per_width: Sequence[tuple[int, Hyperparameters]]) -> dict[str, Hyperparameters]:
-    """The ``meta.json`` form: width (as text, a JSON key) → parameter → values."""
-    return {str(width): params for width, params in per_width}

@@ -48,6 +48,7 @@ class RunMeta:
     ``kind``: ``coordcheck`` or ``lrsweep``; ``status``: ``running`` until the last job, then ``complete``,
     or ``incomplete`` after a failure or Ctrl-C (a run killed outright stays ``running`` with shards
     missing). ``jobs`` is the plan; ``layers`` (coord checks) the role of every recorded name.
+    ``exact``: differences measured on every entry, not on a fixed subset (:mod:`coordscope.sampling`).
     ``optimizer`` is the class name of the optimizer the spec built; ``hyperparameters`` (coord checks) the
     lr, weight decay and ε in effect for every parameter at every width (:mod:`coordscope.hyperparams`).
     """
@@ -68,6 +69,7 @@ class RunMeta:
     device: str = "cpu"
     dtype: str = "float32"
     eval_batches: int | None = None
+    exact: bool = False
     layers: Mapping[str, Layer] = field(default_factory=dict)
     hyperparameters: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     versions: Mapping[str, str] = field(default_factory=dict)
@@ -119,6 +121,7 @@ class RunMeta:
                 device=str(data.get("device", "cpu")),
                 dtype=str(data.get("dtype", "float32")),
                 eval_batches=None if data.get("eval_batches") is None else int(data["eval_batches"]),
+                exact=bool(data.get("exact", False)),
                 layers={str(n): Layer.from_json(v) for n, v in (data.get("layers") or {}).items()},
                 hyperparameters={str(w): {str(n): {str(k): float(x) for k, x in values.items()}
                                           for n, values in params.items()}

@@ -28,7 +28,7 @@ from coordscope.store import local_dir
 
 COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "steps": 5, "seeds": 3, "lr": 0.01,
                                        "probes": list(DEFAULT_PROBES), "device": "cpu", "dtype": "float32",
-                                       "executor": "inline"}
+                                       "executor": "inline", "exact": False}
 SWEEP_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "lrs": [2.0**e for e in range(-14, -3)],
                                   "steps": 100, "seeds": 1, "device": "cpu", "executor": "inline"}
 EVAL_BATCHES = 8  # held-out batches each sweep job is scored on at the end
@@ -59,12 +59,15 @@ class RunSettings:
     overwrite: bool = False
     resume: bool = False
     progress: bool = True
+    exact: bool = False
+    """Differences (``param_update``, ``act_delta``) on every entry of big tensors, not a fixed subset
+    (:mod:`coordscope.sampling`)."""
 
     def plan(self) -> dict[str, Any]:
         """What decides the rows a run records: a resumed run must ask for exactly this again."""
         return {"spec": self.spec.ref, "widths": list(self.widths), "seeds": list(self.seeds), "steps": self.steps,
                 "lr": self.lr, "lrs": None if self.lrs is None else list(self.lrs), "probes": list(self.probes),
-                "eval_batches": self.eval_batches}
+                "eval_batches": self.eval_batches, "exact": self.exact}
 
 
 def check_widths(widths: Any) -> tuple[int, ...]:
@@ -177,7 +180,7 @@ def _probe_names(value: Any) -> tuple[str, ...]:
 def resolve_run(spec: Spec | str, *, config: ConfigSource = None, out: Any = None, overwrite: bool = False,
                 resume: bool = False, progress: bool = True, **given: Any) -> RunSettings:
     """The settings of a coordinate check of ``spec``; ``given`` holds widths, seeds, steps, lr, probes,
-    device, dtype, executor and workers (None: unset)."""
+    device, dtype, executor, workers and exact (None: unset)."""
     unknown = sorted(set(given) - set(COORDCHECK_DEFAULTS) - {"workers"})
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} for a coordinate check")
@@ -191,8 +194,14 @@ def resolve_run(spec: Spec | str, *, config: ConfigSource = None, out: Any = Non
         executor=check_executor(pick("executor"), spec),
         workers=None if workers is None else check_positive_int("workers", workers),
         out=Path(out) if out is not None else default_out(spec), overwrite=overwrite, resume=resume,
-        progress=progress,
+        progress=progress, exact=_flag("exact", pick("exact")),
     )
+
+
+def _flag(what: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what} must be true or false, got {value!r}")
+    return value
 
 
 def resolve_sweep(spec: Spec | str, *, config: ConfigSource = None, out: Any = None, overwrite: bool = False,

@@ -13,16 +13,18 @@ import os
 import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from coordscope.choices import SITES as SITES
 from coordscope.errors import ConfigError, StoreError
 from coordscope.runmeta import META, JobRecord, RunMeta, read_meta
+
+if TYPE_CHECKING:
+    import polars as pl  # imported where runs are read: a recording process never needs it (23 MB)
 
 SCHEMA = pa.schema(
     [
@@ -51,6 +53,20 @@ def shard_name(width: int, seed: int) -> str:
 
 ROW_GROUP_ROWS = 1024
 _COLUMNS = ("step", "name", "site", "probe", "role", "module")
+
+
+def int64_array(values: np.ndarray) -> pa.Array:
+    """An Arrow int64 array built from its buffer. Why not ``pa.array``: it imports pandas (66 MB) to check
+    whether it was handed pandas data — in a recording process, 15 % of a small model's training memory."""
+    return pa.Array.from_buffers(pa.int64(), len(values), [None, pa.py_buffer(np.ascontiguousarray(values))])
+
+
+def string_array(values: Sequence[str]) -> pa.Array:
+    """An Arrow string array built from its buffers (see :func:`int64_array`)."""
+    encoded = [v.encode() for v in values]
+    offsets = np.zeros(len(encoded) + 1, dtype=np.int32)
+    np.cumsum([len(e) for e in encoded], out=offsets[1:])
+    return pa.StringArray.from_buffers(len(encoded), pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)))
 
 
 class ShardWriter:
@@ -98,17 +114,15 @@ class ShardWriter:
         assert self._writer is not None, "shard already closed"
         n = len(self._buffer["step"])
         if n:
-            table = pa.table(
-                {
-                    "run": pa.array([self.run] * n, pa.string()),
-                    "width": pa.array([self.width] * n, pa.int64()),
-                    "seed": pa.array([self.seed] * n, pa.int64()),
-                    **{c: pa.array(self._buffer[c], SCHEMA.field(c).type) for c in _COLUMNS},
-                    "value": pa.array(np.concatenate(self._values), pa.float64()),
-                },
-                schema=SCHEMA,
-            )
-            self._writer.write_table(table)
+            columns = {
+                "run": string_array([self.run] * n),
+                "width": int64_array(np.full(n, self.width, dtype=np.int64)),
+                "seed": int64_array(np.full(n, self.seed, dtype=np.int64)),
+                "step": int64_array(np.asarray(self._buffer["step"], dtype=np.int64)),
+                **{c: string_array(self._buffer[c]) for c in _COLUMNS if c != "step"},
+                "value": pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(np.concatenate(self._values))]),
+            }
+            self._writer.write_table(pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA))
         self._clear()
 
     def _clear(self) -> None:
@@ -223,6 +237,8 @@ def _check_shards(paths: Iterable[Path]) -> None:
 
 def scan(run_dir: str | os.PathLike[str], *, check: bool = True) -> pl.LazyFrame:
     """A lazy polars scan over a run's finished shards (validated unless ``check=False``)."""
+    import polars as pl
+
     read_meta(run_dir)
     paths = shard_paths(run_dir)
     if not paths:

@@ -40,3 +40,50 @@ def test_a_cuda_step_synchronises_only_for_its_one_transfer(tmp_path, monkeypatc
         record_job(job, on_step=lambda: torch.cuda.set_sync_debug_mode("error"))
     finally:
         torch.cuda.set_sync_debug_mode(0)
+
+
+def test_own_loop_recording_on_cuda_matches_the_cpu_and_synchronises_once_per_step(tmp_path, monkeypatch):
+    """coordscope.recording around a loop whose batches change (an extra pass every step), on the GPU:
+    no synchronisation but the step's one transfer, and the statistics of the same loop on the CPU."""
+    import torch.nn.functional as F
+
+    import coordscope
+    from coordscope.sample_models import mlp
+
+    transfer = StepStats.end
+
+    def end_may_synchronise(self: StepStats):
+        torch.cuda.set_sync_debug_mode(0)
+        try:
+            return transfer(self)
+        finally:
+            torch.cuda.set_sync_debug_mode("error")
+
+    def loop(device: str) -> object:
+        torch.manual_seed(0)
+        model = mlp.build(256, "mup").to(device)
+        optimizer = torch.optim.Adam(mlp.param_groups(model, "mup", "adam", 0.01), lr=0.01)
+        generator = torch.Generator().manual_seed(1)
+        batches = [(torch.randn(32, mlp.D_IN, generator=generator).to(device),
+                    torch.randint(0, mlp.CLASSES, (32,), generator=generator).to(device)) for _ in range(4)]
+        out = tmp_path / device
+        with coordscope.recording(model, optimizer, out=out, width=256, batch=batches[0], progress=False,
+                                  loss=lambda m, b: F.cross_entropy(m(b[0]), b[1])) as rec:
+            for step, (x, y) in enumerate(batches):
+                F.cross_entropy(model(x), y).backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                rec.step()
+                if step == 0 and device == "cuda":
+                    torch.cuda.set_sync_debug_mode("error")
+        torch.cuda.set_sync_debug_mode(0)
+        return coordscope.load(out).sort("step", "name", "site", "probe")
+
+    monkeypatch.setattr(StepStats, "end", end_may_synchronise)
+    try:
+        gpu = loop("cuda")
+    finally:
+        torch.cuda.set_sync_debug_mode(0)
+    cpu = loop("cpu")
+    assert gpu.select("step", "name", "site").equals(cpu.select("step", "name", "site"))
+    assert ((gpu["value"] - cpu["value"]).abs() <= 1e-3 * cpu["value"].abs() + 1e-6).all()

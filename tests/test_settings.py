@@ -9,6 +9,7 @@ import pytest
 from torch import nn
 
 import coordscope
+from coordscope.cli import main as cli
 from coordscope.config import load_config
 from coordscope.errors import ConfigError
 from coordscope.settings import COORDCHECK_DEFAULTS, resolve_run, resolve_sweep
@@ -69,3 +70,18 @@ def test_workers_need_a_spec_they_can_import(tmp_path: Path) -> None:
     spec = Spec(model=lambda width: nn.Linear(4, width), batches=lambda: iter([]))
     with pytest.raises(ConfigError, match="needs a spec that workers can import"):
         resolve_run(spec, executor="processes", config=_config(tmp_path, ""))
+
+
+def test_exact_differences_are_asked_for_by_flag_or_config_and_recorded_in_the_run(tmp_path: Path) -> None:
+    assert resolve_run(_spec(), config=_config(tmp_path, "")).exact is False  # sampled by default
+    assert resolve_run(_spec(), config=_config(tmp_path, "[tool.coordscope]\nexact = true\n")).exact is True
+    with pytest.raises(ConfigError, match="exact"):
+        resolve_run(_spec(), config=_config(tmp_path, '[tool.coordscope]\nexact = "yes"\n'))
+    run_dir = tmp_path / "run"
+    try:
+        cli(["run", "mlp-mup", "--widths", "64,128", "--steps", "1", "--seeds", "1", "--exact", "--out", str(run_dir)])
+    except SystemExit as done:
+        assert done.code in (0, None)
+    assert coordscope.read_meta(run_dir).exact is True
+    with pytest.raises(ConfigError, match="exact"):  # a resumed run measures differences as it started
+        coordscope.run("mlp-mup", widths=[64, 128], steps=1, seeds=1, out=run_dir, resume=True, progress=False)

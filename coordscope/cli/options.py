@@ -96,6 +96,9 @@ def run_options(fn: F) -> F:
         click.option("--device", help="Torch device, e.g. cpu or cuda (default cpu)."),
         click.option("--dtype", type=click.Choice(DTYPES),
                      help="Parameter dtype (default float32)."),
+        click.option("--exact", is_flag=True, default=None,
+                     help="Measure updates and activation changes on every entry of big tensors (keeps whole "
+                     "copies) instead of a fixed subset of 16384 entries (default off)."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -110,5 +113,5 @@ config_option = click.option(
 def run_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """The set ``run_options`` flags as keyword arguments of :func:`coordscope.run`."""
     keys = ("widths", "steps", "seeds", "lr", "probes", "out", "overwrite", "resume", "executor", "workers",
-            "device", "dtype")
+            "device", "dtype", "exact")
     return {k: params[k] for k in keys if params.get(k) is not None and params.get(k) is not False}
