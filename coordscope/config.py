@@ -38,7 +38,7 @@ from typing import Any
 from coordscope.choices import SITES
 from coordscope.errors import ConfigError
 
-RUN_KEYS = ("widths", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers", "exact")
+RUN_KEYS = ("widths", "depths", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers", "exact")
 CHECK_KEYS = ("tolerance", "sigma", "probe", "override")
 SWEEP_KEYS = ("widths", "lrs", "steps", "seeds", "device", "executor", "workers", "metric", "tolerance",
               "proxy_width", "fail_above_proxy")
@@ -228,6 +228,7 @@ def _is_number(value: Any) -> bool:
 
 _TYPES: dict[str, Any] = {
     "widths": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+    "depths": lambda v: isinstance(v, list) and all(map(_is_int, v)),
     "steps": _is_int,
     "seeds": lambda v: _is_int(v) or (isinstance(v, list) and all(map(_is_int, v))),
     "lr": _is_number,

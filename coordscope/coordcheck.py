@@ -17,12 +17,13 @@ from coordscope.job import Job, record_job
 from coordscope.layers import infer_layers
 from coordscope.orchestrate import execute_run, new_meta
 from coordscope.runmeta import JobRecord
-from coordscope.settings import resolve_run
+from coordscope.settings import RunSettings, resolve_run
 from coordscope.spec import Spec, build_model, first_batch, make_optimizer, rehearse
 from coordscope.store import shard_name
 
 
-def effective_hyperparameters(spec: Spec, widths: tuple[int, ...], lr: float) -> dict[str, Hyperparameters]:
+def effective_hyperparameters(spec: Spec, widths: tuple[int, ...], lr: float,
+                              depth: int | None = None) -> dict[str, Hyperparameters]:
     """The optimizer's lr, weight decay and ε for every parameter at every width, read from the optimizer
     the spec builds there (nothing is trained; each model is freed before the next is built).
 
@@ -34,10 +35,10 @@ def effective_hyperparameters(spec: Spec, widths: tuple[int, ...], lr: float) ->
         seed_everything(0)
         try:
             with torch.device("meta"):
-                model = build_model(spec, width)
+                model = build_model(spec, width, depth)
                 values = collect(model, make_optimizer(spec, model, lr, width))
         except Exception:
-            model = build_model(spec, width)
+            model = build_model(spec, width, depth)
             values = collect(model, make_optimizer(spec, model, lr, width))
         per_width.append((width, values))
         del model
@@ -48,6 +49,7 @@ def run(
     spec: Spec | str,
     *,
     widths: Any = None,
+    depths: Any = None,
     steps: Any = None,
     seeds: Any = None,
     lr: Any = None,
@@ -69,14 +71,17 @@ def run(
     ``seeds``: a count N (seeds 0..N−1) or a list. Unset settings come from ``[tool.coordscope]`` of
     ``config`` (a :class:`coordscope.config.Config`, a pyproject.toml path, or None for the nearest one),
     then from the spec's ``DEFAULTS``, then from coordscope's (widths 64..512, 5 steps, 3 seeds, lr 0.01,
-    probe ``rms``, cpu, float32, inline). ``exact``: measure ``param_update`` and ``act_delta`` on every
+    probe ``rms``, cpu, float32, inline). ``depths``: sweep depth too — the spec's ``model(width, depth)`` is
+    called for every (width, depth, seed), and one width is enough (:mod:`coordscope.depth`). ``exact``: measure ``param_update`` and ``act_delta`` on every
     entry (whole copies kept) instead of a fixed subset of big tensors' entries (:mod:`coordscope.sampling`).
     """
-    settings = resolve_run(spec, config=config, widths=widths, steps=steps, seeds=seeds, lr=lr, probes=probes,
+    settings = resolve_run(spec, config=config, widths=widths, depths=depths, steps=steps, seeds=seeds, lr=lr, probes=probes,
                            executor=executor, workers=workers, device=device, dtype=dtype, exact=exact, out=out,
                            overwrite=overwrite, resume=resume, progress=progress)
     assert settings.lr is not None  # resolve_run always sets a coordinate check's lr
     # The user's model, loss and optimizer fail here, in one line, before anything is written.
+    if settings.depths is not None:
+        return _run_depths(settings)
     layers = infer_layers(settings.spec, (settings.widths[0], settings.widths[1]))
     optimizer = rehearse(settings.spec, settings.widths[0], settings.lr, first_batch(settings.spec))
     hyperparameters = effective_hyperparameters(settings.spec, settings.widths, settings.lr)
@@ -90,3 +95,27 @@ def run(
     return execute_run(settings, jobs, records, record_job,
                        lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer,
                                                 hyperparameters=hyperparameters))
+
+
+def _run_depths(settings: RunSettings) -> Path:
+    """A depth sweep: one job per (width, depth, seed), ``model(width, depth)``; roles are inferred at the
+    deepest depth (its names include every shallower model's), at the two smallest widths (the smallest
+    and twice it when only one width is swept)."""
+    assert settings.lr is not None and settings.depths is not None
+    widths, depths = settings.widths, settings.depths
+    pair = (widths[0], widths[1]) if len(widths) > 1 else (widths[0], 2 * widths[0])
+    layers = infer_layers(settings.spec, pair, depths[-1])
+    optimizer = rehearse(settings.spec, widths[0], settings.lr, first_batch(settings.spec), depths[0])
+    hyperparameters = effective_hyperparameters(settings.spec, widths, settings.lr, depths[-1])
+    per_depth = {str(d): effective_hyperparameters(settings.spec, widths[:1], settings.lr, d)[str(widths[0])]
+                 for d in depths}
+    triples = [(w, d, s) for w in widths for d in depths for s in settings.seeds]
+    records = [JobRecord(w, s, shard_name(w, s, d), depth=d) for w, d, s in triples]
+    name = settings.out.resolve().name
+    template = Job(spec=settings.spec if settings.executor == "inline" else settings.spec.ref, width=0, seed=0,
+                   steps=settings.steps, lr=settings.lr, probes=settings.probes, run_dir=str(settings.out), run=name,
+                   layers=layers, device=settings.device, dtype=settings.dtype, exact=settings.exact)
+    jobs = [replace(template, width=w, depth=d, seed=s) for w, d, s in triples]
+    return execute_run(settings, jobs, records, record_job,
+                       lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer,
+                                                hyperparameters=hyperparameters, depth_hyperparameters=per_depth))

@@ -45,6 +45,7 @@ class Job:
     device: str = "cpu"
     dtype: str = "float32"
     exact: bool = False
+    depth: int | None = None  # in a depth sweep: the model is ``model(width, depth)``
 
 
 def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
@@ -56,11 +57,11 @@ def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
     probes = resolve_probes(list(job.probes))
     dtype = TORCH_DTYPES[job.dtype]
     seed_everything(job.seed, job.device)
-    model = build_model(spec, job.width).to(job.device, dtype)
+    model = build_model(spec, job.width, job.depth).to(job.device, dtype)
     batch = to_device(first_batch(spec), job.device, dtype)
     optimizer = make_optimizer(spec, model, job.lr, job.width)  # in train mode (ScheduleFree)
 
-    with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed) as writer, \
+    with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed, depth=job.depth) as writer, \
             LoopRecorder(model, optimizer, probes=probes, width=job.width, layers=job.layers,
                          exact=job.exact) as recorder:
         for step in range(job.steps + 1):

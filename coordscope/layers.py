@@ -52,15 +52,16 @@ def observe_shapes(spec: Spec, model: nn.Module, batch: Any, width: int) -> Shap
     return seen
 
 
-def infer_layers(spec: Spec, widths: tuple[int, int]) -> dict[str, Layer]:
+def infer_layers(spec: Spec, widths: tuple[int, int], depth: int | None = None) -> dict[str, Layer]:
     """Roles of every parameter, module output, tap, ``<output>`` and ``<loss>`` of ``spec``'s model,
-    found by building it at two widths and comparing shapes."""
+    found by building it at two widths and comparing shapes (at ``depth``, when depth is swept: the
+    deepest, whose names include those of every shallower model)."""
     shapes: list[Shapes] = []
     params: list[dict[str, tuple[int, ...]]] = []
     models: list[nn.Module] = []
     for width in widths:
         seed_everything(0)
-        model = build_model(spec, width)
+        model = build_model(spec, width, depth)
         shapes.append(observe_shapes(spec, model, first_batch(spec), width))
         params.append({n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)})
         models.append(model)

@@ -19,7 +19,7 @@ from typing import Any
 from coordscope.errors import StoreError
 from coordscope.roles import Layer
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: depth sweeps (``depths``, jobs' ``depth``, a ``depth`` column); 1 is still read
 META = "meta.json"
 KINDS: tuple[str, ...] = ("coordcheck", "lrsweep")
 STATUSES: tuple[str, ...] = ("running", "complete", "incomplete")
@@ -27,17 +27,21 @@ STATUSES: tuple[str, ...] = ("running", "complete", "incomplete")
 
 @dataclass(frozen=True)
 class JobRecord:
-    """One planned job: its width and seed (and learning rate, in a sweep), and its shard's file name."""
+    """One planned job: its width and seed (and learning rate, in a sweep; depth, in a depth sweep), and its
+    shard's file name."""
 
     width: int
     seed: int
     shard: str
     lr: float | None = None
+    depth: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"width": self.width, "seed": self.seed, "shard": self.shard}
         if self.lr is not None:
             out["lr"] = self.lr
+        if self.depth is not None:
+            out["depth"] = self.depth
         return out
 
 
@@ -78,13 +82,18 @@ class RunMeta:
     error: str | None = None
     schema_version: int = SCHEMA_VERSION
     extra: Mapping[str, Any] = field(default_factory=dict)
+    depths: tuple[int, ...] | None = None
+    """The depths of a depth sweep (``model(width, depth)``; rows carry a ``depth`` column), else None."""
+    depth_hyperparameters: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
+    """In a depth sweep: the lr, weight decay and ε of every parameter at every depth (smallest width)."""
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``meta.json`` (unset optional keys left out)."""
         out: dict[str, Any] = dict(self.extra)
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name == "extra" or (value is None and f.name not in ("lr", "error")):
+            if f.name == "extra" or (value is None and f.name not in ("lr", "error")) or (
+                    f.name == "depth_hyperparameters" and not value):
                 continue
             if f.name == "jobs":
                 value = [job.to_json() for job in value]
@@ -111,7 +120,8 @@ class RunMeta:
                 seeds=tuple(int(s) for s in data["seeds"]),
                 steps=int(data["steps"]),
                 jobs=tuple(JobRecord(int(j["width"]), int(j["seed"]), str(j["shard"]),
-                                     None if j.get("lr") is None else float(j["lr"])) for j in data["jobs"]),
+                                     None if j.get("lr") is None else float(j["lr"]),
+                                     None if j.get("depth") is None else int(j["depth"])) for j in data["jobs"]),
                 status=str(data.get("status", "running")),
                 description=str(data.get("description") or ""),
                 lr=None if data.get("lr") is None else float(data["lr"]),
@@ -132,6 +142,10 @@ class RunMeta:
                 error=data.get("error"),
                 schema_version=int(data.get("schema_version", 1)),
                 extra={k: v for k, v in data.items() if k not in known},
+                depths=None if data.get("depths") is None else tuple(int(d) for d in data["depths"]),
+                depth_hyperparameters={str(d): {str(n): {str(k): float(x) for k, x in values.items()}
+                                                for n, values in params.items()}
+                                       for d, params in (data.get("depth_hyperparameters") or {}).items()},
             )
         except KeyError as exc:
             raise StoreError(f"{where}: missing key {exc.args[0]!r}") from None

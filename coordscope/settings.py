@@ -26,12 +26,13 @@ from coordscope.probe_select import DEFAULT_PROBES, resolve_probes
 from coordscope.spec import Spec, load_spec
 from coordscope.store import local_dir
 
-COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "steps": 5, "seeds": 3, "lr": 0.01,
+COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": None, "steps": 5, "seeds": 3, "lr": 0.01,
                                        "probes": list(DEFAULT_PROBES), "device": "cpu", "dtype": "float32",
                                        "executor": "inline", "exact": False}
 SWEEP_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "lrs": [2.0**e for e in range(-14, -3)],
                                   "steps": 100, "seeds": 1, "device": "cpu", "executor": "inline"}
 EVAL_BATCHES = 8  # held-out batches each sweep job is scored on at the end
+DEPTH_SWEEP_WIDTH = 128  # the one width of a depth sweep when no widths are set anywhere
 
 
 @dataclass(frozen=True)
@@ -62,16 +63,19 @@ class RunSettings:
     exact: bool = False
     """Differences (``param_update``, ``act_delta``) on every entry of big tensors, not a fixed subset
     (:mod:`coordscope.sampling`)."""
+    depths: tuple[int, ...] | None = None
+    """The depths swept (``model(width, depth)``), or None: the spec's model takes the width only."""
 
     def plan(self) -> dict[str, Any]:
         """What decides the rows a run records: a resumed run must ask for exactly this again."""
         return {"spec": self.spec.ref, "widths": list(self.widths), "seeds": list(self.seeds), "steps": self.steps,
                 "lr": self.lr, "lrs": None if self.lrs is None else list(self.lrs), "probes": list(self.probes),
-                "eval_batches": self.eval_batches, "exact": self.exact}
+                "eval_batches": self.eval_batches, "exact": self.exact,
+                "depths": None if self.depths is None else list(self.depths)}
 
 
-def check_widths(widths: Any) -> tuple[int, ...]:
-    """At least two distinct positive integer widths, in increasing order."""
+def check_widths(widths: Any, minimum: int = 2) -> tuple[int, ...]:
+    """At least two (``minimum``: one when depth is swept) distinct positive integer widths, increasing."""
     if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence):
         raise ConfigError(f"widths must be a list of integers, got {widths!r}")
     for w in widths:
@@ -83,9 +87,27 @@ def check_widths(widths: Any) -> tuple[int, ...]:
         raise ConfigError(f"widths contain duplicates: {list(widths)}")
     if list(widths) != sorted(widths):
         raise ConfigError(f"widths must be increasing, got {list(widths)}")
-    if len(widths) < 2:
+    if len(widths) < minimum:
         raise ConfigError(f"a coordinate check needs at least two widths to fit a slope, got {list(widths)}")
     return tuple(widths)
+
+
+def check_depths(depths: Any) -> tuple[int, ...]:
+    """At least two distinct positive integer depths (numbers of blocks), in increasing order."""
+    if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence):
+        raise ConfigError(f"depths must be a list of integers, got {depths!r}")
+    for d in depths:
+        if isinstance(d, bool) or not isinstance(d, int):
+            raise ConfigError(f"depths must be integers, got {d!r}")
+        if d <= 0:
+            raise ConfigError(f"depths must be positive, got {d}")
+    if len(set(depths)) != len(depths):
+        raise ConfigError(f"depths contain duplicates: {list(depths)}")
+    if list(depths) != sorted(depths):
+        raise ConfigError(f"depths must be increasing, got {list(depths)}")
+    if len(depths) < 2:
+        raise ConfigError(f"a depth sweep needs at least two depths to fit a slope, got {list(depths)}")
+    return tuple(depths)
 
 
 def check_seeds(seeds: Any) -> tuple[int, ...]:
@@ -179,16 +201,23 @@ def _probe_names(value: Any) -> tuple[str, ...]:
 
 def resolve_run(spec: Spec | str, *, config: ConfigSource = None, out: Any = None, overwrite: bool = False,
                 resume: bool = False, progress: bool = True, **given: Any) -> RunSettings:
-    """The settings of a coordinate check of ``spec``; ``given`` holds widths, seeds, steps, lr, probes,
-    device, dtype, executor, workers and exact (None: unset)."""
+    """The settings of a coordinate check of ``spec``; ``given`` holds widths, depths, seeds, steps, lr,
+    probes, device, dtype, executor, workers and exact (None: unset). With depths (two or more), the spec's
+    ``model(width, depth)`` is called, one width is enough, and without widths set anywhere the depth sweep
+    runs at :data:`DEPTH_SWEEP_WIDTH`."""
     unknown = sorted(set(given) - set(COORDCHECK_DEFAULTS) - {"workers"})
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} for a coordinate check")
     spec = load_spec(spec)
     pick = _picker(given, _config(config).run, spec.defaults, COORDCHECK_DEFAULTS)
     workers = pick("workers")
+    depths = None if pick("depths") is None else check_depths(pick("depths"))
+    widths = pick("widths")
+    if depths is not None and widths is COORDCHECK_DEFAULTS["widths"]:
+        widths = [DEPTH_SWEEP_WIDTH]  # a depth sweep at one width unless widths were asked for
     return RunSettings(
-        kind="coordcheck", spec=spec, widths=check_widths(pick("widths")), seeds=check_seeds(pick("seeds")),
+        kind="coordcheck", spec=spec, widths=check_widths(widths, 1 if depths else 2), depths=depths,
+        seeds=check_seeds(pick("seeds")),
         steps=check_steps(pick("steps")), lr=check_lr(pick("lr")), probes=_probe_names(pick("probes")),
         device=check_device(pick("device")), dtype=check_dtype(pick("dtype")),
         executor=check_executor(pick("executor"), spec),

@@ -22,7 +22,7 @@ from torch import nn
 from coordscope.errors import CoordscopeError, SpecError
 from coordscope.sample_models import SAMPLES  # the registry only: a table of names, no model code
 
-ModelFn = Callable[[int], nn.Module]
+ModelFn = Callable[..., nn.Module]  # model(width), or model(width, depth) when depth is swept
 BatchesFn = Callable[[], Iterable[Any]]
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 OptimizerFn = Callable[[nn.Module, float], torch.optim.Optimizer]
@@ -32,9 +32,10 @@ OptimizerFn = Callable[[nn.Module, float], torch.optim.Optimizer]
 class Spec:
     """A model family indexed by width, with its data, loss and optimizer.
 
-    ``model(width)`` builds the model; ``batches()`` yields batches (the coord check uses the first one
+    ``model(width)`` builds the model (``model(width, depth)`` when depth is swept); ``batches()`` yields batches (the coord check uses the first one
     at every step); ``loss(model, batch)`` defaults to :func:`default_loss`; ``optimizer(model, lr)``
-    defaults to Adam over all parameters. ``defaults`` may hold ``widths``, ``steps``, ``seeds``, ``lr``.
+    defaults to Adam over all parameters. ``defaults`` may hold ``widths``, ``depths``, ``steps``, ``seeds``,
+    ``lr``.
     ``heldout()`` (optional) yields the held-out batches an LR sweep scores every job on at the end.
     ``ref`` is how the spec was named, so a run can record where it came from.
     """
@@ -176,14 +177,19 @@ def load_spec(ref: str | Spec) -> Spec:
     return _from_namespace(module, ref)
 
 
-def build_model(spec: Spec, width: int) -> nn.Module:
-    """``spec.model(width)``, with any failure turned into one line naming the spec and the width."""
+def build_model(spec: Spec, width: int, depth: int | None = None) -> nn.Module:
+    """``spec.model(width)`` — or ``spec.model(width, depth)`` when depth is swept — with any failure turned
+    into one line naming the spec, the width and the depth."""
+    call = f"model({width})" if depth is None else f"model({width}, {depth})"
     try:
-        model = spec.model(width)
+        model = spec.model(width) if depth is None else spec.model(width, depth)
     except Exception as exc:
-        raise SpecError(f"spec {spec.ref!r}: model({width}) raised {type(exc).__name__}: {exc}") from exc
+        if depth is not None and isinstance(exc, TypeError) and "positional argument" in str(exc):
+            raise SpecError(f"spec {spec.ref!r}: a depth sweep calls model(width, depth), but {call} raised "
+                            f"TypeError: {exc}") from exc
+        raise SpecError(f"spec {spec.ref!r}: {call} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
-        raise SpecError(f"spec {spec.ref!r}: model({width}) returned {type(model).__name__}, not an nn.Module")
+        raise SpecError(f"spec {spec.ref!r}: {call} returned {type(model).__name__}, not an nn.Module")
     return model
 
 
@@ -236,14 +242,14 @@ def set_mode(optimizer: torch.optim.Optimizer, *, train: bool) -> None:
         switch()
 
 
-def rehearse(spec: Spec, width: int, lr: float, batch: Any) -> str:
+def rehearse(spec: Spec, width: int, lr: float, batch: Any, depth: int | None = None) -> str:
     """One training step of ``spec`` at ``width`` on ``batch`` — model, loss, backward and the optimizer's
     step — so that an exception from the user's code is one line *before* a run directory exists, not a
     half-made run. Returns the optimizer's class name, which the run records."""
     from coordscope.device import seed_everything
 
     seed_everything(0)
-    model = build_model(spec, width)
+    model = build_model(spec, width, depth)
     model.train()
     optimizer = make_optimizer(spec, model, lr, width)
     checked_loss(spec, model, batch, width, 0).backward()

@@ -42,13 +42,15 @@ SCHEMA = pa.schema(
     ]
 )
 CONTRACT_COLUMNS: tuple[str, ...] = ("run", "width", "seed", "step", "name", "site", "probe", "value")
+# A depth sweep's shards carry the depth of every row too (schema version 2); stores without it still read.
+DEPTH_SCHEMA = SCHEMA.insert(2, pa.field("depth", pa.int64()))
 
 SHARD_GLOB = "shard-*.parquet"
 
 
-def shard_name(width: int, seed: int) -> str:
-    """The final file name of the shard of job (width, seed)."""
-    return f"shard-w{width}-s{seed}.parquet"
+def shard_name(width: int, seed: int, depth: int | None = None) -> str:
+    """The final file name of the shard of job (width, seed), or (width, depth, seed) in a depth sweep."""
+    return f"shard-w{width}-s{seed}.parquet" if depth is None else f"shard-w{width}-d{depth}-s{seed}.parquet"
 
 
 ROW_GROUP_ROWS = 1024
@@ -80,10 +82,13 @@ class ShardWriter:
     """
 
     def __init__(self, run_dir: Path, run: str, width: int, seed: int, filename: str | None = None,
-                 schema: pa.Schema = SCHEMA) -> None:
-        self.final = Path(run_dir) / (filename or shard_name(width, seed))
+                 schema: pa.Schema = SCHEMA, depth: int | None = None) -> None:
+        self.final = Path(run_dir) / (filename or shard_name(width, seed, depth))
         self.tmp = self.final.with_name(f".{self.final.name}.{os.getpid()}.tmp")
-        self.run, self.width, self.seed = run, width, seed
+        self.run, self.width, self.seed, self.depth = run, width, seed, depth
+        if depth is not None and schema is SCHEMA:
+            schema = DEPTH_SCHEMA
+        self._rows_schema = DEPTH_SCHEMA if depth is not None else SCHEMA
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, schema, compression="zstd")
         self._buffer: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
         self._values: list[np.ndarray] = []  # one float64 array per step: no Python float per row
@@ -118,11 +123,13 @@ class ShardWriter:
                 "run": string_array([self.run] * n),
                 "width": int64_array(np.full(n, self.width, dtype=np.int64)),
                 "seed": int64_array(np.full(n, self.seed, dtype=np.int64)),
+                "depth": int64_array(np.full(n, -1 if self.depth is None else self.depth, dtype=np.int64)),
                 "step": int64_array(np.asarray(self._buffer["step"], dtype=np.int64)),
                 **{c: string_array(self._buffer[c]) for c in _COLUMNS if c != "step"},
                 "value": pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(np.concatenate(self._values))]),
             }
-            self._writer.write_table(pa.Table.from_arrays([columns[f.name] for f in SCHEMA], schema=SCHEMA))
+            schema = self._rows_schema
+            self._writer.write_table(pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema))
         self._clear()
 
     def _clear(self) -> None:

@@ -19,12 +19,14 @@ class Sample:
     expect: str  # "pass" (μP-correct) or "fail" (a checker must flag it)
     culprit: str = ""  # for planted bugs: a substring of the layer name the findings must name
     bug: str = ""  # for planted bugs: the diagnosis rule id that must fire
+    axis: str = "width"  # what the verdict is about: "width" (a width check) or "depth" (a depth sweep)
 
 
 _GPT = "coordscope.sample_models.gpt"
 _CNN = "coordscope.sample_models.cnn"
 _STRUCT = "coordscope.sample_models.structures"
 _OPT = "coordscope.sample_models.optimizers"
+_DEEP = "coordscope.sample_models.completep"
 
 SAMPLES: dict[str, Sample] = {
     "mlp-mup": Sample("coordscope.sample_models.mlp:MUP", "MLP, μP, Adam (TP5 Table 3)", "pass"),
@@ -70,4 +72,13 @@ SAMPLES: dict[str, Sample] = {
                                       "fail", "hidden", "plain_adam"),
     "hf-tied-mup": Sample("coordscope.sample_models.hf_style:MUP", "HF-style LM (dict batch, returns .loss, tied "
                           "embeddings, buffer, frozen parameter), μP, Adam", "pass"),
+    # Depth samples: model(width, depth); their verdict is that of a depth sweep (DEFAULTS["depths"]).
+    "gpt-completep": Sample(f"{_DEEP}:COMPLETEP", "deep GPT, CompleteP (branches × 1/L, Dey et al. 2025)", "pass",
+                            axis="depth"),
+    "gpt-depth-mup": Sample(f"{_DEEP}:DEPTH_MUP", "deep GPT, Depth-μP (branches × 1/√L, LR × 1/√L; TP6)", "pass",
+                            axis="depth"),
+    "gpt-depth-unscaled": Sample(f"{_DEEP}:UNSCALED", "deep GPT, μP in width, residual branches not scaled "
+                                 "with depth", "fail", "blocks", "branch_unscaled", axis="depth"),
+    "gpt-depth-lr-unscaled": Sample(f"{_DEEP}:LR_UNSCALED", "deep GPT, branches × 1/√L but the hidden LR "
+                                    "constant in depth", "fail", "blocks", "depth_lr_unscaled", axis="depth"),
 }

@@ -78,7 +78,11 @@ def run_options(fn: F) -> F:
     ``[tool.coordscope]`` and the spec's ``DEFAULTS`` can fill them."""
     options = [
         click.option("--widths", callback=_parsed(lambda t: parse_int_list("--widths", t)),
-                     help="Comma-separated widths, increasing (default: the spec's, else 64,128,256,512)."),
+                     help="Comma-separated widths, increasing (default: the spec's, else 64,128,256,512; "
+                     "one width is enough with --depths, default 128 there)."),
+        click.option("--depths", callback=_parsed(lambda t: parse_int_list("--depths", t)),
+                     help="Comma-separated depths, increasing: sweep depth too, calling the spec's "
+                     "model(width, depth) (default: the spec's DEFAULTS['depths'], else no depth sweep)."),
         click.option("--steps", type=int, help="Optimizer steps per job; steps 0..N are recorded (default 5)."),
         click.option("--seeds", callback=_parsed(parse_seeds),
                      help="A count N (seeds 0..N-1) or a comma list of seeds (default 3)."),
@@ -112,6 +116,6 @@ config_option = click.option(
 
 def run_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """The set ``run_options`` flags as keyword arguments of :func:`coordscope.run`."""
-    keys = ("widths", "steps", "seeds", "lr", "probes", "out", "overwrite", "resume", "executor", "workers",
+    keys = ("widths", "depths", "steps", "seeds", "lr", "probes", "out", "overwrite", "resume", "executor", "workers",
             "device", "dtype", "exact")
     return {k: params[k] for k in keys if params.get(k) is not None and params.get(k) is not False}
