@@ -149,6 +149,12 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
         raise StoreError(f"run {str(run_dir)!r} is incomplete (status {meta.status!r}, {missing} of "
                          f"{len(meta.jobs)} jobs missing): finish it with `coordscope run ... "
                          "--resume`, or pass --allow-incomplete")
+    if meta.depths:  # a depth sweep: judged against depth (and width at each depth) by coordscope.depth
+        from coordscope.depth import check_depth_run
+
+        return check_depth_run(run_dir, meta, scan(run_dir), probe=_choose_probe(wanted_probe, list(meta.probes)),
+                               complete=complete, overrides=_structural_overrides(meta) + all_overrides,
+                               tolerance=judging)
     widths = _widths_present(run_dir, meta)
     if len(widths) < 2:
         raise StoreError(f"run {str(run_dir)!r} has {'only width ' + str(widths[0]) if widths else 'no width'} "

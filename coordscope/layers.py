@@ -8,11 +8,13 @@ fails here, before anything is written to disk.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 import torch
 from torch import nn
 
+from coordscope.blocks import repeated_blocks
 from coordscope.device import seed_everything
 from coordscope.outputs import LOSS, OUTPUT
 from coordscope.record import Recorder
@@ -37,16 +39,16 @@ def same_values(a: Fingerprint, b: Fingerprint) -> bool:
                                                                                               strict=True))
 
 
-def observe_shapes(spec: Spec, model: nn.Module, batch: Any, width: int) -> Shapes:
+def observe_shapes(spec: Spec, model: nn.Module, batch: Any, width: int, extra: Collection[str] = ()) -> Shapes:
     """Run one forward pass (no grad) and note the module type, shape and :func:`fingerprint` of every
-    recorded name."""
+    recorded name (``extra``: modules with children recorded too)."""
     seen: Shapes = {}
 
     def sink(name: str, site: str, tensor: torch.Tensor, module_type: str) -> None:
         if name not in seen:
             seen[name] = (module_type, tuple(tensor.shape), fingerprint(tensor))
 
-    with Recorder(model, sink, grads=False), SdpaTap(), torch.no_grad():
+    with Recorder(model, sink, grads=False, extra=extra), SdpaTap(), torch.no_grad():
         loss = checked_loss(spec, model, batch, width, 0)
     seen[LOSS] = ("<loss>", tuple(loss.shape), fingerprint(loss))
     return seen
@@ -62,7 +64,9 @@ def infer_layers(spec: Spec, widths: tuple[int, int], depth: int | None = None) 
     for width in widths:
         seed_everything(0)
         model = build_model(spec, width, depth)
-        shapes.append(observe_shapes(spec, model, first_batch(spec), width))
+        # In a depth sweep the residual blocks' outputs (the residual stream) are recorded too.
+        blocks = repeated_blocks(model) if depth is not None else ()
+        shapes.append(observe_shapes(spec, model, first_batch(spec), width, blocks))
         params.append({n: tuple(p.shape) for n, p in model.named_parameters(remove_duplicate=False)})
         models.append(model)
 

@@ -16,7 +16,7 @@ been accumulated during backward, while its gradient is still in cache.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -45,6 +45,7 @@ class Recorder:
     ``sink`` as ``act``, and, when ``grads`` is true, its gradient as ``act_grad`` during backward.
 
     A module called more than once in one forward pass is recorded as ``name``, ``name#1``, ``name#2``…
+    ``extra`` names modules with children whose output is recorded too (a depth sweep's residual blocks).
 
     With a ``gate`` the recorder starts switched off and records only the outermost module calls the gate
     accepts: their output is ``<output>`` (whether it is the model's or, when code calls a submodule
@@ -52,8 +53,10 @@ class Recorder:
     """
 
     def __init__(self, model: nn.Module, sink: Sink, grads: bool = True, enabled: bool = True,
-                 gate: Gate | None = None, on_gated_exit: Callable[[Any], None] | None = None) -> None:
+                 gate: Gate | None = None, on_gated_exit: Callable[[Any], None] | None = None,
+                 extra: Collection[str] = ()) -> None:
         self.model = model
+        self.extra = frozenset(extra)  # non-leaf modules recorded too (a depth sweep's blocks)
         self.sink = sink
         self.grads = grads
         self.gate = gate
@@ -129,7 +132,7 @@ class Recorder:
         return hook
 
     def _leave_module(self, name: str, module: nn.Module) -> Callable[..., None]:
-        is_leaf = next(module.children(), None) is None
+        is_leaf = next(module.children(), None) is None or name in self.extra
         module_type = module_type_name(module)
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:

@@ -177,6 +177,8 @@ def _context(report: Report) -> str:
     parts = [f"run {meta.run}", f"spec {meta.spec}", f"widths {','.join(map(str, meta.widths))}",
              f"seeds {len(meta.seeds)}", f"steps 0..{meta.steps}", f"{meta.optimizer or '?'} lr {meta.lr}",
              f"probe {report.probe}"]
+    if meta.depths:
+        parts.insert(3, f"depths {','.join(map(str, meta.depths))}")
     return " · ".join(parts)
 
 
@@ -220,7 +222,8 @@ def render_text(report: Report, failures_only: bool = False) -> str:
         lines += [f"  {n.role} {n.key}: {n.message} ({', '.join(n.names)})" for n in report.notes] or [
             "  learning rates and ε scale as μP's rule for these updates asks"]
     tol = report.tolerance
-    lines += ["", f"slope = d log2(size) / d log2(width) at the worst step; tolerance max({tol.absolute:g}, "
+    axis = "depth" if report.meta.depths else "width"  # a depth sweep: names '@ depth L' are width fits
+    lines += ["", f"slope = d log2(size) / d log2({axis}) at the worst step; tolerance max({tol.absolute:g}, "
               f"{tol.sigma:g}·stderr); "
               + ("recorded in a temporary directory, now removed (pass --out DIR to keep the run)" if report.temporary
                  else f"run dir {report.run_dir}")]
