@@ -41,7 +41,8 @@ def repeated_blocks(model: nn.Module) -> list[str]:
 
 
 def _indexed(name: str) -> list[tuple[str, int, str]]:
-    """Every (prefix, index, rest) split of ``name`` at an integer segment (``a.3.b`` → ``("a", 3, "b")``)."""
+    """Every (prefix, index, rest) split of ``name`` at an integer segment (``a.3.b`` → ``("a", 3, ".b")``,
+    ``a.3#1`` → ``("a", 3, "#1")``)."""
     parts = name.split(".")
     out = []
     for k, part in enumerate(parts):
@@ -92,7 +93,7 @@ def position_keys(name: str, container: str | None, count: int) -> list[tuple[st
         return [(name, "")]
     for prefix, index, rest in _indexed(name):
         if prefix == container:
-            return [(f"{container}.{{{pos}}}{'.' if rest and not rest[0] in '#[' else ''}{rest}", pos)
+            return [(f"{container}.{{{pos}}}{rest}", pos)
                     for pos, i in position_indices(count).items() if i == index]
     return [(name, "")]
 

@@ -72,10 +72,12 @@ def run(
     ``config`` (a :class:`coordscope.config.Config`, a pyproject.toml path, or None for the nearest one),
     then from the spec's ``DEFAULTS``, then from coordscope's (widths 64..512, 5 steps, 3 seeds, lr 0.01,
     probe ``rms``, cpu, float32, inline). ``depths``: sweep depth too — the spec's ``model(width, depth)`` is
-    called for every (width, depth, seed), and one width is enough (:mod:`coordscope.depth`). ``exact``: measure ``param_update`` and ``act_delta`` on every
-    entry (whole copies kept) instead of a fixed subset of big tensors' entries (:mod:`coordscope.sampling`).
+    called for every (width, depth, seed), and one width is enough (:mod:`coordscope.depth`). ``exact``:
+    measure ``param_update`` and ``act_delta`` on every entry (whole copies kept) instead of a fixed subset
+    of big tensors' entries (:mod:`coordscope.sampling`).
     """
-    settings = resolve_run(spec, config=config, widths=widths, depths=depths, steps=steps, seeds=seeds, lr=lr, probes=probes,
+    settings = resolve_run(spec, config=config, widths=widths, depths=depths, steps=steps, seeds=seeds, lr=lr,
+                           probes=probes,
                            executor=executor, workers=workers, device=device, dtype=dtype, exact=exact, out=out,
                            overwrite=overwrite, resume=resume, progress=progress)
     assert settings.lr is not None  # resolve_run always sets a coordinate check's lr

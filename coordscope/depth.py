@@ -29,8 +29,17 @@ from typing import Any
 
 import polars as pl
 
-from coordscope.analysis import DEFAULT_TOLERANCE, SPECTRAL, Finding, Tolerance, analyse, findings_from, fit, judge, \
-    summarise
+from coordscope.analysis import (
+    DEFAULT_TOLERANCE,
+    SPECTRAL,
+    Finding,
+    Tolerance,
+    analyse,
+    findings_from,
+    fit,
+    judge,
+    summarise,
+)
 from coordscope.blocks import depth_container, is_stream, position_keys
 from coordscope.config import Override
 from coordscope.diagnose import Diagnosis

@@ -195,7 +195,8 @@ class LoopRecorder:
     def __enter__(self) -> LoopRecorder:
         set_mode(self.optimizer, train=True)  # ScheduleFree's optimizers refuse to step in eval mode
         try:
-            blocks = {n for n, m in self.model.named_modules() if n and n in self.stats.layers and next(m.children(), None)}
+            blocks = {n for n, m in self.model.named_modules()
+                      if n and n in self.stats.layers and next(m.children(), None)}
             self._recorder = Recorder(self.model, self._sink, gate=self._gate, on_gated_exit=self._gated_exit,
                                       extra=blocks)  # modules with children recorded at inference: depth blocks
             self._stack.enter_context(self._recorder)

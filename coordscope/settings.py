@@ -26,7 +26,8 @@ from coordscope.probe_select import DEFAULT_PROBES, resolve_probes
 from coordscope.spec import Spec, load_spec
 from coordscope.store import local_dir
 
-COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": None, "steps": 5, "seeds": 3, "lr": 0.01,
+COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": None, "steps": 5, "seeds": 3,
+                                       "lr": 0.01,
                                        "probes": list(DEFAULT_PROBES), "device": "cpu", "dtype": "float32",
                                        "executor": "inline", "exact": False}
 SWEEP_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "lrs": [2.0**e for e in range(-14, -3)],

@@ -32,10 +32,10 @@ OptimizerFn = Callable[[nn.Module, float], torch.optim.Optimizer]
 class Spec:
     """A model family indexed by width, with its data, loss and optimizer.
 
-    ``model(width)`` builds the model (``model(width, depth)`` when depth is swept); ``batches()`` yields batches (the coord check uses the first one
-    at every step); ``loss(model, batch)`` defaults to :func:`default_loss`; ``optimizer(model, lr)``
-    defaults to Adam over all parameters. ``defaults`` may hold ``widths``, ``depths``, ``steps``, ``seeds``,
-    ``lr``.
+    ``model(width)`` builds the model (``model(width, depth)`` when depth is swept); ``batches()`` yields
+    batches (the coord check uses the first one at every step); ``loss(model, batch)`` defaults to
+    :func:`default_loss`; ``optimizer(model, lr)`` defaults to Adam over all parameters. ``defaults`` may
+    hold ``widths``, ``depths``, ``steps``, ``seeds``, ``lr``.
     ``heldout()`` (optional) yields the held-out batches an LR sweep scores every job on at the end.
     ``ref`` is how the spec was named, so a run can record where it came from.
     """
