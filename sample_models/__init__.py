@@ -81,4 +81,6 @@ SAMPLES: dict[str, Sample] = {
                                  "with depth", "fail", "blocks", "branch_unscaled", axis="depth"),
     "gpt-depth-lr-unscaled": Sample(f"{_DEEP}:LR_UNSCALED", "deep GPT, branches × 1/√L but the hidden LR "
                                     "constant in depth", "fail", "blocks", "depth_lr_unscaled", axis="depth"),
+    "gpt-depth-overscaled": Sample(f"{_DEEP}:OVERSCALED", "deep GPT, branches × 1/L with Depth-μP's LR × 1/√L",
+                                   "fail", "blocks", "depth_overscaled", axis="depth"),
 }

@@ -24,6 +24,8 @@ Variants (``PARAMETRIZATIONS``):
                 width only — the change of the residual stream grows with depth
 ``lr-unscaled`` Depth-μP's m_L^-½ branch multiplier but the hidden LR left constant in depth (CompleteP's
                 LR rule for α = ½ missed): flat at initialisation, the stream's change grows like m_L^½
+``overscaled``  CompleteP's 1/m_L branches with Depth-μP's η/√m_L learning rate: the stream's change shrinks
+                like m_L^-½
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ PARAMETRIZATIONS: dict[str, tuple[float, float]] = {
     "depth-mup": (0.5, 0.5),
     "unscaled": (0.0, 1.0),  # no multiplier; the LR of CompleteP's α = 1 row (constant in depth)
     "lr-unscaled": (0.5, 1.0),  # Depth-μP's multiplier with a depth-constant LR
+    "overscaled": (1.0, 0.5),  # CompleteP's 1/L multiplier with Depth-μP's LR η/√m_L: updates shrink
 }
 
 
@@ -123,3 +126,4 @@ COMPLETEP = make_spec("completep", "gpt-completep")
 DEPTH_MUP = make_spec("depth-mup", "gpt-depth-mup")
 UNSCALED = make_spec("unscaled", "gpt-depth-unscaled")
 LR_UNSCALED = make_spec("lr-unscaled", "gpt-depth-lr-unscaled")
+OVERSCALED = make_spec("overscaled", "gpt-depth-overscaled")

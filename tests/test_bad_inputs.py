@@ -83,7 +83,7 @@ CASES: dict[str, tuple[list[str] | None, str, str]] = {
                                           "[tool.coordscope]: widths = 'wide' has the wrong type"),
     "[tool.coordscope] not TOML": (["run", "{spec}", *FAST, "--out", "{out}", "--config", "{nottoml}"], GOOD,
                                    "not valid TOML"),
-    "unknown flag": (["run", "{spec}", "--width", "16,32"], GOOD, "No such option '--width'. Did you mean '--widths'? (see coordscope run --help)"),
+    "unknown flag": (["run", "{spec}", "--width", "16,32"], GOOD, "No such option '--width'. (Did you mean one of: '--depths', '--widths'?) (see coordscope run --help)"),
 }
 
 if not torch.cuda.is_available():  # where CUDA works, --device cuda is good input

@@ -80,6 +80,25 @@ def test_unscaled_branches_fail_naming_the_residual_stream_and_the_multiplier(tm
     assert payload["ok"] is False and any(f["rule"] == "branch_unscaled" for f in payload["findings"])
 
 
+SEED_SETS = ("0,1", "2,3", "4,5", "6,7", "8,9")  # five disjoint seed sets, as the width dogfood
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seeds", SEED_SETS)
+@pytest.mark.parametrize("sample", [n for n, s in SAMPLES.items() if s.axis == "depth"])
+def test_depth_samples_get_their_verdict_and_rule_on_every_seed_set(sample: str, seeds: str, tmp_path: Path) -> None:
+    expected = SAMPLES[sample]
+    result = CliRunner().invoke(main, ["check", sample, "--seeds", seeds, "--out", str(tmp_path / "r"),
+                                       "--format", "json"])
+    report = json.loads(result.stdout)
+    errors = [f for f in report["findings"] if f["severity"] == "error"]
+    if expected.expect == "pass":
+        assert result.exit_code == 0 and report["ok"], [(f["name"], f["site"], f["step"], f["slope"]) for f in errors]
+    else:
+        assert result.exit_code == 1 and not report["ok"]
+        assert {f["rule"] for f in errors if expected.culprit in f["name"]} == {expected.bug}
+
+
 def test_a_branch_multiplier_without_the_depth_learning_rate_is_named(tmp_path: Path) -> None:
     report = depth_check("gpt-depth-lr-unscaled", tmp_path / "run")
     assert not report.ok
@@ -90,7 +109,8 @@ def test_a_branch_multiplier_without_the_depth_learning_rate_is_named(tmp_path: 
 
 def test_depth_samples_are_registered_for_the_depth_axis() -> None:
     deep = {n: s for n, s in SAMPLES.items() if s.axis == "depth"}
-    assert set(deep) == {"gpt-completep", "gpt-depth-mup", "gpt-depth-unscaled", "gpt-depth-lr-unscaled"}
+    assert set(deep) == {"gpt-completep", "gpt-depth-mup", "gpt-depth-unscaled", "gpt-depth-lr-unscaled",
+                         "gpt-depth-overscaled"}
     result = CliRunner().invoke(main, ["samples"])
     assert "gpt-completep" in result.output
 
