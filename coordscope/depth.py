@@ -286,3 +286,21 @@ def depth_table(fits: pl.DataFrame, names: Sequence[str], site: str, step: int) 
     """slope ± stderr and verdict of some depth fits, for notes and tests."""
     rows = fits.filter(pl.col("name").is_in(list(names)) & (pl.col("site") == site) & (pl.col("step") == step))
     return {r["name"]: r for r in rows.to_dicts()}
+
+
+def depth_axis_rows(rows: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+    """A depth sweep's rows ready to draw against depth with the width check's figures: names matched across
+    depths, depth in the ``width`` column, at the smallest width only (each figure has one abscissa)."""
+    frame = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
+    smallest = frame.get_column("width").min()
+    out, _, _ = matched(frame.filter(pl.col("width") == smallest))
+    return out.drop("position").with_columns(width=pl.col("depth")).lazy()
+
+
+def label_depth_axis(figure: Any) -> Any:
+    """A coord-check figure drawn from :func:`depth_axis_rows`, its abscissa titled "depth"."""
+    figure.for_each_xaxis(lambda axis: axis.update(title_text="depth") if axis.title.text == "width" else None)
+    figure.for_each_annotation(lambda a: a.update(text=a.text.replace("doubling of width", "doubling of depth")))
+    if figure.layout.title.text:
+        figure.update_layout(title_text=figure.layout.title.text.replace("of width", "of depth"))
+    return figure

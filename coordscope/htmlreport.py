@@ -90,6 +90,10 @@ def _coordcheck_body(run_dir: Path, probe: str | None, config: ConfigSource) -> 
                      "there.</div>")
     figures: list[go.Figure] = []
     rows = scan(run_dir)
+    if report.meta.depths:  # a depth sweep: curves against depth, layers matched across depths
+        from coordscope.depth import depth_axis_rows, label_depth_axis
+
+        rows = depth_axis_rows(rows)
     sites = [s for s in FIGURE_SITES if s in set(report.fits.get_column("site").to_list())]
     for site in sites:
         bands = plots.seed_bands(rows, site=site, probe=report.probe)
@@ -98,6 +102,8 @@ def _coordcheck_body(run_dir: Path, probe: str | None, config: ConfigSource) -> 
     judged_sites = report.fits.filter(pl.col("judged")).get_column("site").unique().to_list()
     figures.append(plots.slope_heatmap(report.fits.filter(pl.col("site").is_in(judged_sites)), order=order,
                                        title="slope of log2(size) per doubling of width, by verdict"))
+    if report.meta.depths:
+        figures = [label_depth_axis(f) for f in figures]
     findings = _table(
         ("", "layer", "site", "step", "slope", "± se", "expected", "verdict", "hint"),
         [(plots.WARN if f.severity == "error" else "", f.name, f.site, f.step, _number(f.slope),

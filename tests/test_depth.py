@@ -132,6 +132,10 @@ def test_a_depth_run_records_its_axes_and_a_depth_column(tmp_path: Path) -> None
     names = set(report.fits.get_column("name").to_list())
     assert "blocks.{last} @ width 64" in names  # depth fits at every width
     assert any(n.endswith(" @ depth 4") for n in names)  # and width fits at every depth
+    from coordscope.htmlreport import write_html_report
+
+    html = write_html_report(run_dir, tmp_path / "deep.html").read_text()
+    assert '"text":"depth"' in html.replace(" ", "") and "blocks.{last}" in html  # curves against depth
 
 
 def test_an_old_store_without_depth_still_loads_judges_and_draws(tmp_path: Path) -> None:
