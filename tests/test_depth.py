@@ -180,3 +180,36 @@ def test_a_model_without_a_depth_argument_is_named(tmp_path: Path) -> None:
     assert result.exit_code == 2 and "model(width, depth)" in result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (tmp_path / "r").exists()
+
+
+def test_depths_come_from_pyproject_and_resume_keeps_the_plan(tmp_path: Path) -> None:
+    project = tmp_path / "pyproject.toml"
+    project.write_text("[tool.coordscope]\ndepths = [2, 4]\nwidths = [32]\nsteps = 1\nseeds = 1\n")
+    out = tmp_path / "run"
+    run_dir = coordscope.run("gpt-completep", out=out, config=project, progress=False)
+    meta = read_meta(run_dir)
+    assert meta.depths == (2, 4) and meta.widths == (32,)
+    shard = run_dir / shard_name(32, 0, 4)
+    before = pl.read_parquet(shard).sort("name", "site", "probe", "step")
+    shard.unlink()
+    coordscope.run("gpt-completep", out=out, config=project, resume=True, progress=False)
+    after = pl.read_parquet(shard).sort("name", "site", "probe", "step")
+    assert before.drop("value").equals(after.drop("value"))
+    with pytest.raises(coordscope.ConfigError, match="depths"):
+        coordscope.run("gpt-completep", out=out, config=project, depths=[2, 8], resume=True, progress=False)
+
+
+def test_a_model_whose_depth_changes_no_module_list_is_undetermined_not_passed(tmp_path: Path) -> None:
+    from tiny import Tiny, mse, tiny_batches
+
+    spec = coordscope.Spec(model=lambda width, depth: Tiny(width), batches=tiny_batches, loss=mse)
+    report = coordscope.check(spec, depths=[2, 4], widths=[8], steps=2, seeds=2, out=str(tmp_path / "r"),
+                              progress=False)
+    assert not report.ok and report.regime == "undetermined"
+    assert report.findings[0].rule == "depth_undetermined" and report.findings[0].verdict == "undetermined"
+
+
+def test_a_depth_sweep_runs_on_worker_processes(tmp_path: Path) -> None:
+    run_dir = coordscope.run("gpt-completep", depths=[2, 4], widths=[32], steps=1, seeds=1, out=tmp_path / "run",
+                             executor="processes", workers=2, progress=False)
+    assert sorted(p.name for p in run_dir.glob("shard-*")) == ["shard-w32-d2-s0.parquet", "shard-w32-d4-s0.parquet"]
