@@ -15,6 +15,8 @@ from pathlib import Path
 import playwright.sync_api as playwright
 import pytest
 
+from coordscope.lrsweep import sweep
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,6 +40,9 @@ def server(mlp_runs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     for name in ("mlp-sp", "mlp-mup"):
         shutil.copytree(mlp_runs[name], root / name)
     shutil.copytree(mlp_runs["mlp-mup"], root / "mlp-mup-again")  # a third run for Compare
+    for name in ("mlp-sp", "mlp-mup"):  # tiny real LR sweeps, SP and μP, for the side-by-side view
+        sweep(name, widths=[32, 64], lrs=[2.0**-10, 2.0**-7, 2.0**-4], steps=4, seeds=1, out=root / f"sweep-{name}",
+              eval_batches=1, progress=False)
     port = _free_port()
     log = (root.parent / "streamlit.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "coordscope", "app", str(root), "--port", str(port)],
@@ -193,3 +198,26 @@ def test_compare_overlays_three_runs_chosen_in_the_browser(server: str, page) ->
         timeout=RENDER_MS)
     drawn = _rendered(page, CHART)
     assert drawn["traces"] > 0 and "hidden.0" in drawn["violating"]  # the SP run's failing layers, thick
+
+
+def test_lr_sweep_page_shows_an_sp_and_a_mup_sweep_side_by_side(server: str, page) -> None:
+    page.goto(f"{server}/lr_sweep?run=sweep-mlp-sp")
+    _rendered(page, CHART)
+    page.wait_for_function(
+        """() => document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot').length >= 2""",
+        timeout=RENDER_MS)
+    figures = page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')].slice(0, 2).map(c => ({
+                runs: [...new Set(c.data.filter(t => t.meta && t.meta.run).map(t => t.meta.run))],
+                names: c.data.map(t => t.name),
+                titles: (c.layout.annotations || []).map(a => a.text),
+                panels: c.querySelectorAll('.cartesianlayer .subplot').length,
+                drawn: c.querySelectorAll('.scatterlayer .trace').length,
+            }))""")
+    curves, shifts = figures
+    assert curves["runs"] == ["sweep-mlp-sp", "sweep-mlp-mup"]  # the chosen sweep first, the other beside it
+    assert curves["panels"] == 2 and curves["drawn"] >= 4
+    assert any(t.startswith("sweep-mlp-sp · ") for t in curves["titles"])
+    assert any(t.startswith("sweep-mlp-mup · ") for t in curves["titles"])
+    assert shifts["runs"] == ["sweep-mlp-sp", "sweep-mlp-mup"]  # the shifts overlaid on one axis
+    assert page.get_by_role("combobox", name="Run", exact=True).input_value() == "sweep-mlp-sp"
