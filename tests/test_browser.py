@@ -90,20 +90,25 @@ def page(tmp_path: Path) -> Iterator[object]:
 
 
 def _rendered(page: object, selector: str) -> dict[str, object]:
-    """What plotly drew in the first chart: trace groups in the SVG, and the names of violating traces."""
-    drawn = f"{selector} .scatterlayer .trace, {selector} .heatmaplayer .hm"
-    page.wait_for_selector(drawn, state="attached", timeout=RENDER_MS)  # type: ignore[attr-defined]
-    return page.evaluate(  # type: ignore[attr-defined]
+    """What plotly drew in the first chart: trace groups in the SVG, and the names of violating traces.
+
+    Read in one polling function: while Streamlit swaps a page the old chart can be found and then be gone
+    a moment later, so finding it and reading it must be one step."""
+    drawn = page.wait_for_function(  # type: ignore[attr-defined]
         """(selector) => {
             const chart = document.querySelector(selector);
+            if (!chart || !chart.data || !chart.layout) return null;
+            const traces = chart.querySelectorAll('.scatterlayer .trace, .heatmaplayer .hm').length;
+            if (!traces) return null;
             return {
-                traces: chart.querySelectorAll('.scatterlayer .trace, .heatmaplayer .hm').length,
+                traces: traces,
                 violating: chart.data.filter(t => t.meta && t.meta.violating).map(t => t.meta.layer),
                 axes: [chart.layout.xaxis.type, chart.layout.yaxis.type],
             };
         }""",
-        selector,
+        arg=selector, timeout=RENDER_MS,
     )
+    return drawn.json_value()  # type: ignore[no-any-return]
 
 
 def test_dashboard_renders_the_sp_fan_out_with_violating_layers_marked(server: str, page, tmp_path: Path) -> None:
@@ -181,8 +186,8 @@ def test_the_chosen_run_is_kept_across_pages(server: str, page) -> None:
     _choose(page, "Run", "mlp-sp")
     page.wait_for_function("() => location.search.includes('run=mlp-sp')", timeout=RENDER_MS)
     page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Slopes").click()
-    _rendered(page, CHART)
     page.wait_for_function("() => location.pathname.endsWith('/slopes')", timeout=RENDER_MS)
+    _rendered(page, CHART)
     assert page.get_by_role("combobox", name="Run", exact=True).input_value() == "mlp-sp"
 
 
