@@ -53,6 +53,14 @@ def config_path(argv: Sequence[str] | None = None) -> Path | None:
     return Path(args[args.index("--config") + 1]) if "--config" in args[:-1] else None
 
 
+def open_first(argv: Sequence[str] | None = None) -> list[str]:
+    """The runs the pages open on when neither the URL nor the session names one: every ``--open NAME``
+    after the script's ``--`` (what ``coordscope app --open`` and ``coordscope demo`` pass), in order; a
+    page takes the first of its kind."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    return [args[i + 1] for i in range(len(args) - 1) if args[i] == "--open"]
+
+
 @dataclass(frozen=True)
 class RunEntry:
     """A run found under the root: ``name`` is its path relative to the root ("." for the root itself);

@@ -20,8 +20,10 @@ MAX_LAYERS = 16  # default number of layers drawn; more lines than this are unre
 def pick_run(kind: str, label: str = "Run", key: str | None = None,
              exclude: str | None = None) -> data.RunEntry | None:
     """The run selector: a selectbox over the runs of ``kind`` under the root, preselected from the URL's
-    ``?run=`` when that names one of them (anything else in the URL is ignored, and said so). Unreadable
-    runs are named with their problem. Returns None, after saying why, when there is nothing to show.
+    ``?run=`` when that names one of them (anything else in the URL is ignored, and said so), else the run
+    chosen earlier in this session, else the first of ``coordscope app --open`` of this kind, else the
+    first by name. Unreadable runs are named with their problem. Returns None, after saying why, when
+    there is nothing to show.
 
     The page's main selector (``key`` None) follows and sets ``?run=``; a second one (Compare) does not.
     """
@@ -41,11 +43,13 @@ def pick_run(kind: str, label: str = "Run", key: str | None = None,
     index = 0
     remembered = f"{CHOSEN}-{kind}"  # not a widget key: Streamlit drops widget state on a page switch
     if key is None:
-        wanted = st.query_params.get("run") or st.session_state.get(remembered)
-        if wanted in names:
+        asked = st.query_params.get("run")
+        if asked and not any(e.name == asked for e in entries):
+            st.sidebar.warning(f"Ignored ?run={asked!r}: not a run under the runs root.")
+        # The URL's run, else this session's choice, else the run the app was told to open on (--open).
+        wanted = next((n for n in (asked, st.session_state.get(remembered), *data.open_first()) if n in names), None)
+        if wanted is not None:
             index = names.index(wanted)
-        elif wanted is not None and not any(e.name == wanted for e in entries):
-            st.sidebar.warning(f"Ignored ?run={wanted!r}: not a run under the runs root.")
     choice = st.sidebar.selectbox(label, names, index=index, key=key or f"run-{kind}")
     if key is None:
         st.query_params["run"] = choice

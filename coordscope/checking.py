@@ -30,7 +30,7 @@ from coordscope.errors import ConfigError, SpecError, StoreError
 from coordscope.hyperparams import learning_rates, lint, slopes
 from coordscope.outputs import LOSS
 from coordscope.report import Report
-from coordscope.runmeta import RunMeta, read_meta
+from coordscope.runmeta import RECORDING, RunMeta, read_meta
 from coordscope.spec import Spec
 from coordscope.store import is_complete, missing_jobs, scan, shard_paths
 
@@ -145,10 +145,13 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
         raise StoreError(f"{run_dir} is a {meta.kind!r} run, not a coordinate check")
     complete = is_complete(run_dir, meta)
     if not complete and not allow_incomplete:
-        missing = len(missing_jobs(run_dir, meta))
-        raise StoreError(f"run {str(run_dir)!r} is incomplete (status {meta.status!r}, {missing} of "
-                         f"{len(meta.jobs)} jobs missing): finish it with `coordscope run ... "
-                         "--resume`, or pass --allow-incomplete")
+        missing = missing_jobs(run_dir, meta)
+        named = ", ".join(f"width {j.width}" + (f" depth {j.depth}" if j.depth is not None else "") + f" seed {j.seed}"
+                          for j in missing[:6]) + (" …" if len(missing) > 6 else "")
+        finish = ("record them with coordscope.recording(..., width=W, seed=S)" if RECORDING in meta.extra
+                  else "finish it with `coordscope run ... --resume`")
+        raise StoreError(f"run {str(run_dir)!r} is incomplete (status {meta.status!r}, {len(missing)} of "
+                         f"{len(meta.jobs)} jobs missing: {named}): {finish}, or pass --allow-incomplete")
     if meta.depths:  # a depth sweep: judged against depth (and width at each depth) by coordscope.depth
         from coordscope.depth import check_depth_run
 

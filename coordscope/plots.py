@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from typing import NamedTuple
 
 import plotly.graph_objects as go
 import polars as pl
@@ -332,8 +333,66 @@ def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *,
     at the top.
     """
     fig = go.Figure()
+    _draw_sweep(fig, curves, optima, drift=drift, stable_from=stable_from, colour_of=_width_colours([curves]))
+    fig.update_xaxes(**_log2_axis(curves.get_column("lr").to_list()), title_text="learning rate")
+    fig.update_yaxes(title_text="loss")
+    fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": "width"}})
+    return fig
+
+
+class SweepPanel(NamedTuple):
+    """One sweep of :func:`lr_sweep_panels`: its label (the run), :func:`sweep_curves`, ``SweepReport.optima``,
+    N (``stable_from``) and the verdict to write above the panel."""
+
+    label: str
+    curves: pl.DataFrame
+    optima: pl.DataFrame | None = None
+    stable_from: int | None = None
+    verdict: str | None = None
+
+
+def lr_sweep_panels(panels: Sequence[SweepPanel], *, title: str | None = None) -> go.Figure:
+    """Several sweeps side by side, one panel each, on shared axes — Tensor Programs V's Figure 1 when one
+    is an SP sweep and one a μP sweep: the SP optima slide to smaller learning rates as width grows, the μP
+    optima line up. Each panel is drawn as :func:`lr_sweep_figure` draws one sweep, a width has the same
+    colour in every panel (one legend entry, toggling it everywhere), and every trace's ``meta`` names its
+    panel's run (``meta["run"]``)."""
+    titles = [f"{p.label} · {p.verdict}" if p.verdict else p.label for p in panels]
+    fig = make_subplots(rows=1, cols=max(1, len(panels)), shared_xaxes="all", shared_yaxes="all",
+                        subplot_titles=titles, horizontal_spacing=0.04)
+    colour_of = _width_colours([p.curves for p in panels])
+    shown: set[str] = set()
+    lrs: list[float] = []
+    for col, panel in enumerate(panels, start=1):
+        _draw_sweep(fig, panel.curves, panel.optima, stable_from=panel.stable_from, colour_of=colour_of,
+                    place={"row": 1, "col": col}, run=panel.label, shown=shown)
+        lrs += panel.curves.get_column("lr").to_list()
+    fig.update_xaxes(**_log2_axis(lrs), title_text="learning rate")
+    fig.update_yaxes(title_text="loss", col=1)
+    fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": "width"}})
+    return fig
+
+
+def _width_colours(curves: Iterable[pl.DataFrame]) -> dict[int, str]:
+    widths = sorted({w for frame in curves for w in frame.get_column("width").unique().to_list()})
+    return {w: CALM[i % len(CALM)] for i, w in enumerate(widths)}
+
+
+def _draw_sweep(fig: go.Figure, curves: pl.DataFrame, optima: pl.DataFrame | None, *, colour_of: Mapping[int, str],
+                drift: float | None = None, stable_from: int | None = None, place: Mapping[str, int] | None = None,
+                run: str | None = None, shown: set[str] | None = None) -> None:
+    """Add one sweep's curves, optima and guides to ``fig`` (at ``place``, a subplot's row and col, if any).
+    ``shown``: legend entries already shown by another panel (updated here), so each appears once."""
+    where = dict(place or {})
+    tag = {"run": run} if run is not None else {}
+    shown = set() if shown is None else shown
+
+    def legend(name: str) -> bool:
+        first = name not in shown
+        shown.add(name)
+        return first
+
     widths = sorted(curves.get_column("width").unique().to_list())
-    colour_of = {w: CALM[i % len(CALM)] for i, w in enumerate(widths)}
     finite = curves.filter(pl.col("loss").is_finite())
     top = finite.get_column("hi").filter(finite.get_column("hi").is_finite()).max() if finite.height else None
     for width in widths:
@@ -343,12 +402,13 @@ def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *,
         narrow = stable_from is not None and width < stable_from
         fig.add_trace(go.Scatter(
             x=good["lr"].to_list(), y=good["loss"].to_list(), mode="lines+markers", name=f"width {width}",
-            legendgroup=str(width), line={"color": colour, "dash": "dash" if narrow else "solid"},
-            opacity=0.45 if narrow else 1.0, meta={"width": width, "below_stable_from": narrow},
+            legendgroup=str(width), showlegend=legend(f"width {width}"),
+            line={"color": colour, "dash": "dash" if narrow else "solid"},
+            opacity=0.45 if narrow else 1.0, meta={"width": width, "below_stable_from": narrow, **tag},
             error_y={"type": "data", "symmetric": False, "color": colour, "thickness": 1,
                      "array": (good["hi"] - good["loss"]).to_list(),
                      "arrayminus": (good["loss"] - good["lo"]).to_list()},
-        ))
+        ), **where)
         bad = part.filter(~pl.col("loss").is_finite())
         if bad.height:
             fig.add_trace(go.Scatter(
@@ -356,36 +416,37 @@ def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *,
                 name=f"width {width} diverged", legendgroup=str(width), showlegend=False,
                 marker={"symbol": "x", "color": colour, "size": 10},
                 hovertext=[f"width {width}: diverged at lr {v:g}" for v in bad["lr"]], hoverinfo="text",
-            ))
+            ), **where)
     placed = optima.filter(pl.col("opt_log2_lr").is_finite()) if optima is not None else None
-    if placed is not None and placed.height:
-        fig.add_trace(go.Scatter(
-            x=[2.0 ** v for v in placed["opt_log2_lr"]], y=placed["best_loss"].to_list(), mode="markers",
-            name="optimum", marker={"symbol": "star", "size": 16, "color": [colour_of.get(w, "#111111")
-                                                                              for w in placed["width"]],
-                                    "line": {"color": "#111111", "width": 1}},
-            hovertext=[f"width {w}: optimal lr 2^{v:.2f}"
-                       for w, v in placed.select("width", "opt_log2_lr").iter_rows()],
-            hoverinfo="text",
-        ))
-        if drift is not None and math.isfinite(drift):
-            log_w = [math.log2(w) for w in placed["width"]]
-            intercept = sum(placed["opt_log2_lr"]) / placed.height - drift * sum(log_w) / len(log_w)
-            for width in placed["width"]:
-                fig.add_vline(x=2.0 ** (intercept + drift * math.log2(width)),
-                              line={"dash": "dot", "color": colour_of.get(width, "#555555"), "width": 1.5})
-            fig.add_annotation(xref="paper", yref="paper", x=0.01, y=0.99, showarrow=False, xanchor="left",
-                               text=f"optimum drift: lr* ∝ width^{drift:+.2f} (0 = transfers)")
-        anchor = placed.filter(pl.col("width") == stable_from) if stable_from is not None else None
-        if anchor is not None and anchor.height:
-            x = 2.0 ** anchor["opt_log2_lr"][0]
-            fig.add_vline(x=x, line={"color": "#111111", "width": 2})
-            fig.add_annotation(x=math.log10(x), xref="x", yref="paper", y=1.0, yanchor="bottom", showarrow=False,
-                               text=f"stable from width N = {stable_from}: lr* 2^{anchor['opt_log2_lr'][0]:.2f}")
-    fig.update_xaxes(**_log2_axis(curves.get_column("lr").to_list()), title_text="learning rate")
-    fig.update_yaxes(title_text="loss")
-    fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": "width"}})
-    return fig
+    if placed is None or not placed.height:
+        return
+    fig.add_trace(go.Scatter(
+        x=[2.0 ** v for v in placed["opt_log2_lr"]], y=placed["best_loss"].to_list(), mode="markers",
+        name="optimum", legendgroup="optimum", showlegend=legend("optimum"),
+        marker={"symbol": "star", "size": 16, "color": [colour_of.get(w, "#111111") for w in placed["width"]],
+                "line": {"color": "#111111", "width": 1}},
+        hovertext=[f"{run + ': ' if run else ''}width {w}: optimal lr 2^{v:.2f}"
+                   for w, v in placed.select("width", "opt_log2_lr").iter_rows()],
+        hoverinfo="text", **({"meta": tag} if tag else {}),
+    ), **where)
+    if drift is not None and math.isfinite(drift):
+        log_w = [math.log2(w) for w in placed["width"]]
+        intercept = sum(placed["opt_log2_lr"]) / placed.height - drift * sum(log_w) / len(log_w)
+        for width in placed["width"]:
+            fig.add_vline(x=2.0 ** (intercept + drift * math.log2(width)),
+                          line={"dash": "dot", "color": colour_of.get(width, "#555555"), "width": 1.5}, **where)
+        fig.add_annotation(xref="x domain", yref="y domain", x=0.01, y=0.99, showarrow=False, xanchor="left",
+                           text=f"optimum drift: lr* ∝ width^{drift:+.2f} (0 = transfers)", **where)
+    anchor = placed.filter(pl.col("width") == stable_from) if stable_from is not None else None
+    if anchor is not None and anchor.height:
+        x = 2.0 ** anchor["opt_log2_lr"][0]
+        fig.add_vline(x=x, line={"color": "#111111", "width": 2}, **where)
+        # Above a lone figure; inside a panel (its title is above), beside the line.
+        fig.add_annotation(x=math.log10(x), xref="x", yref="y domain", y=1.0 if not where else 0.99,
+                           yanchor="bottom" if not where else "top", xanchor="center" if not where else "left",
+                           xshift=0 if not where else 4, showarrow=False,
+                           text=f"stable from width N = {stable_from}: lr* 2^{anchor['opt_log2_lr'][0]:.2f}",
+                           **where)
 
 
 def shift_figure(shifts: Mapping[str, pl.DataFrame], *, tolerance: float,

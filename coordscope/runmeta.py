@@ -24,6 +24,10 @@ META = "meta.json"
 KINDS: tuple[str, ...] = ("coordcheck", "lrsweep")
 STATUSES: tuple[str, ...] = ("running", "complete", "incomplete")
 
+RECORDING = "recording"
+"""The ``meta.json`` key that marks a run recorded by :func:`coordscope.recording`: ``{"plan": bool,
+"steps": int | None}``."""
+
 
 @dataclass(frozen=True)
 class JobRecord:

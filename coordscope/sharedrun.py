@@ -47,12 +47,9 @@ from torch import nn
 from coordscope.errors import ConfigError, StoreError
 from coordscope.outputs import LOSS, OUTPUT
 from coordscope.roles import Layer, module_owner, recorded_role, scaling_dims, weight_role
-from coordscope.runmeta import META, SCHEMA_VERSION, JobRecord, RunMeta, read_meta, write_meta
+from coordscope.runmeta import META, RECORDING, SCHEMA_VERSION, JobRecord, RunMeta, read_meta, write_meta
 from coordscope.store import SCHEMA, missing_jobs, shard_name, string_array
 
-RECORDING = "recording"
-"""The ``meta.json`` key that marks a run recorded by :func:`coordscope.recording`: ``{"plan": bool,
-"steps": int | None}``."""
 JOBS = "jobs"
 LOCK = ".lock"
 STALE_LOCK_S = 120.0

@@ -416,12 +416,12 @@ class Subsets:
     """Which entries of each parameter its update is measured on, and this rank's part of it.
 
     A parameter with more entries than ``sample`` keeps the fixed positions :mod:`coordscope.sampling`
-    picks for W_{t+1} − W_t, a smaller one (or every one, ``sample`` None) all of them. ``param`` and
-    ``param_grad`` need no copy and are read whole (:meth:`whole`): read at the update's positions, a
-    gradient whose mass sits in a few units gave slopes 0.13 off on the GPT sample
-    (benchmarks/sampling_error.py). Positions are worked out once per parameter, and the view of a
-    parameter is kept while it keeps its memory (optimizers update in place). Under torchrun they are the
-    positions of this rank's shard.
+    picks for W_{t+1} − W_t, a smaller one (or every one, ``sample`` None) all of them; ``param`` (W_t) is
+    read there too, from the entries kept for the update: weights are dense, and reading them whole cost
+    1–2 % of a GPT step. ``param_grad`` is read whole (:meth:`whole`): read at those positions, a gradient
+    whose mass sits in a few units gave slopes 0.13 off on the GPT sample (benchmarks/sampling_error.py).
+    Positions are worked out once per parameter, and the view of a parameter is kept while it keeps its
+    memory (optimizers update in place). Under torchrun they are the positions of this rank's shard.
     """
 
     def __init__(self, params: list[tuple[str, nn.Parameter]], sample: int | None, world: World | None) -> None:
@@ -483,7 +483,7 @@ class ParameterSites:
 
     :meth:`keep` (right before the optimizer step) copies each trained parameter's :class:`Subsets` entries
     — all of a small tensor, a fixed subset of a big one — into buffers allocated once; :meth:`measure`
-    takes ``param`` and ``param_grad`` from the whole tensors; :meth:`measure_updates` (right after
+    takes ``param`` from them and ``param_grad`` from the whole gradients; :meth:`measure_updates` (right after
     the step) subtracts the new values from the kept ones in place and takes ``param_update`` from that.
     With the built-in probes each of these is one ``torch._foreach_norm`` per probe for all parameters
     together (‖x‖₂, ‖x‖₁, ‖x‖∞: the partials of ``rms``, ``l1``, ``absmax``): a model has hundreds of
@@ -533,7 +533,13 @@ class ParameterSites:
                 self.stats.parameter(name, p, self.modules[i], subsets=self.subsets, index=i)
             return
         counted = [self.subsets.counted(i) for i in range(len(self.params))]
-        values = [self.subsets.whole(p) if counted[i] else p for i, (_, p) in enumerate(self.params)]
+        values: list[torch.Tensor] = []
+        for i, (_, p) in enumerate(self.params):  # W_t: the entries just kept, or (frozen ones) a view
+            if i in self._kept and self._fresh:
+                values.append(self._kept[i])
+            else:
+                view = self.subsets.view(i, p, "param") if counted[i] else p.detach()
+                values.append(view if view.is_contiguous() or not counted[i] else view.contiguous())
         self.stats.add_many([n for n, _ in self.params], "param", values, self.modules, counted)
         with_grad = [i for i, (_, p) in enumerate(self.params) if p.grad is not None]
         grads = [self.subsets.whole(self.params[i][1].grad) if counted[i] else self.params[i][1]

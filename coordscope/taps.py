@@ -96,6 +96,8 @@ class SdpaTap(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple[Any, ...] = (),
                            kwargs: dict[str, Any] | None = None) -> Any:
         kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention and func not in _SOFTMAXES:
+            return func(*args, **kwargs)  # most calls: nothing to look up
         recorder = active_recorder()
         if recorder is not None and func is F.scaled_dot_product_attention:
             bound = dict(zip(_SDPA_ARGS, args, strict=False)) | kwargs

@@ -70,6 +70,8 @@ SAMPLES: dict[str, Sample] = {
     "mlp-schedulefree": Sample(f"{_OPT}:SCHEDULEFREE", "MLP, μP, AdamWScheduleFree with μP groups", "pass"),
     "mlp-schedulefree-one-lr": Sample(f"{_OPT}:SCHEDULEFREE_ONE_LR", "MLP, AdamWScheduleFree, one lr for all",
                                       "fail", "hidden", "plain_adam"),
+    "mlp-lion": Sample(f"{_OPT}:LION", "MLP, μP, Lion (sign-type updates) with μP's Adam groups", "pass"),
+    "mlp-lion-one-lr": Sample(f"{_OPT}:LION_ONE_LR", "MLP, Lion, one lr for all", "fail", "hidden", "plain_adam"),
     "hf-tied-mup": Sample("coordscope.sample_models.hf_style:MUP", "HF-style LM (dict batch, returns .loss, tied "
                           "embeddings, buffer, frozen parameter), μP, Adam", "pass"),
     # Depth samples: model(width, depth); their verdict is that of a depth sweep (DEFAULTS["depths"]).

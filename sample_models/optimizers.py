@@ -1,5 +1,5 @@
-"""The μP MLP (:mod:`coordscope.sample_models.mlp`) trained with the optimizers of today's practice: Muon
-and ScheduleFree, each set up right and set up the way people get it wrong.
+"""The μP MLP (:mod:`coordscope.sample_models.mlp`) trained with the optimizers of today's practice: Muon,
+ScheduleFree and Lion, each set up right and set up the way people get it wrong.
 
 ================================  =========================================================================
 ``muon``                          Muon on the hidden matrices with torch's default update scale
@@ -11,6 +11,10 @@ and ScheduleFree, each set up right and set up the way people get it wrong.
                                   grow like √width — μP needs lr ∝ width^-½ there
 ``schedulefree``                  ``schedulefree.AdamWScheduleFree`` with μP's Adam groups (hidden lr / m)
 ``schedulefree_one_lr``           one learning rate for every parameter: hidden updates grow with width
+``lion``                          Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"):
+                                  every entry of an update is ±lr, a sign-type optimizer, so μP's Adam rule
+                                  applies — hidden lr ∝ 1/width, the rest constant
+``lion_one_lr``                   one learning rate for every parameter: hidden updates grow with width
 ================================  =========================================================================
 
 ScheduleFree optimizers refuse to step before ``optimizer.train()``; coordscope calls it (and measures the
@@ -79,6 +83,36 @@ def _schedulefree(mup_groups: bool) -> Callable[[nn.Module, float], torch.optim.
     return make
 
 
+class Lion(torch.optim.Optimizer):
+    """Lion: the update is sign(β₁·m + (1−β₁)·g), then m ← β₂·m + (1−β₂)·g; decoupled weight decay. torch
+    has none, and the reference implementation is these few lines (Chen et al. 2023, Algorithm 2)."""
+
+    def __init__(self, params: Iterable[Any], lr: float = 1e-4, betas: tuple[float, float] = (0.9, 0.99),
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "betas": betas, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                momentum = self.state[p].setdefault("momentum", torch.zeros_like(p))
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(torch.sign(momentum.mul(beta1).add_(p.grad, alpha=1 - beta1)), alpha=-group["lr"])
+                momentum.mul_(beta2).add_(p.grad, alpha=1 - beta2)
+
+
+def _lion(mup_groups: bool) -> Callable[[nn.Module, float], torch.optim.Optimizer]:
+    def make(model: nn.Module, lr: float) -> torch.optim.Optimizer:
+        assert isinstance(model, mlp.MLP)
+        groups: Iterable[dict[str, Any]] = (mlp.param_groups(model, "mup", "adam", lr) if mup_groups
+                                            else [{"params": list(model.parameters())}])
+        return Lion(groups, lr=lr)
+    return make
+
+
 ADAM_OVER_MUON = 0.1  # the Adam part's lr relative to Muon's: a Muon lr of 0.1 puts Adam at 0.01
 
 
@@ -95,3 +129,5 @@ MUON_MATCH_RMS = make_spec("mlp-muon-match-rms", _muon("match_rms_adamw"), 0.1,
 SCHEDULEFREE = make_spec("mlp-schedulefree", _schedulefree(True), 0.01, "MLP, μP, AdamWScheduleFree, μP groups")
 SCHEDULEFREE_ONE_LR = make_spec("mlp-schedulefree-one-lr", _schedulefree(False), 0.01,
                                 "MLP, AdamWScheduleFree, one learning rate for all")
+LION = make_spec("mlp-lion", _lion(True), 0.001, "MLP, μP, Lion with μP's Adam groups")
+LION_ONE_LR = make_spec("mlp-lion-one-lr", _lion(False), 0.001, "MLP, Lion, one learning rate for all")

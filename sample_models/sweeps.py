@@ -22,8 +22,15 @@ from coordscope.spec import Spec
 BATCH = 16
 SEQ_LEN = gpt.SEQ_LEN
 HELDOUT_SEED = 1234  # every job is scored on the same held-out windows
-SWEEP_DEFAULTS = {"widths": [32, 64, 128, 256], "lrs": [2.0**e for e in range(-11, -3)], "steps": 200,
-                  "seeds": 1}
+# What `coordscope sweep gpt-*-sweep` runs without flags — the grid of `coordscope demo` too (a test keeps them
+# equal). It brackets every width's optimum in SP and in μP; SP's shift (about −1.2 per doubling) is so far
+# beyond tolerance that one seed decides it, μP's flat optimum takes two seeds to place firmly. One torch
+# thread per worker process: on 2 cores both sweeps take 60–100 s together, depending on the machine's other
+# load (benchmarks/demo.py), where the former grid (widths 32..256, 2^-11..2^-4, 200 steps, one seed,
+# inline) took 218 s for μP alone and was inconclusive.
+SWEEP_DEFAULTS = {"widths": [16, 32, 64, 128], "lrs": [2.0**e for e in range(-9, -3)], "steps": 100,
+                  "executor": "processes"}
+SEEDS = {"sp": 1, "mup": 2}
 
 
 def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -65,7 +72,7 @@ def make_sweep_spec(parametrization: str) -> Spec:
         batches=batches,
         heldout=heldout,
         optimizer=gpt.make_optimizer,
-        defaults={"sweep": SWEEP_DEFAULTS},
+        defaults={"sweep": {**SWEEP_DEFAULTS, "seeds": SEEDS[parametrization]}},
         ref=f"gpt-{parametrization}-sweep",
         description=f"GPT, {parametrization}, Adam, on the stdlib character corpus",
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -149,6 +150,44 @@ def test_lr_sweep_page_draws_one_curve_per_width_and_the_optima(monkeypatch, roo
     assert list(at.dataframe[0].value["width"]) == [32, 64]
 
 
+def test_lr_sweep_page_sets_an_sp_and_a_mup_sweep_side_by_side_with_readable_columns(monkeypatch, root,
+                                                                                     tmp_path) -> None:
+    shutil.copytree(root / "sweep", tmp_path / "sweep-mup")
+    sweep("mlp-sp", widths=[32, 64], lrs=[2.0**-10, 2.0**-7, 2.0**-4], steps=4, seeds=1, out=tmp_path / "sweep-sp",
+          eval_batches=1, progress=False)
+    at = _app(monkeypatch, tmp_path, "lr_sweep", run="sweep-sp")
+    assert at.sidebar.multiselect(key="lr-overlay").value == ["sweep-mup"]
+    panels, shifts, *_ = _figures(at)
+    runs = [t["meta"]["run"] for t in panels["data"] if t.get("meta", {}).get("run")]
+    assert list(dict.fromkeys(runs)) == ["sweep-sp", "sweep-mup"]  # the chosen sweep on the left
+    assert {t["xaxis"] for t in panels["data"]} == {"x", "x2"} and panels["layout"]["xaxis2"]["matches"] == "x"
+    titles = [a["text"] for a in panels["layout"]["annotations"]]
+    assert any(t.startswith("sweep-sp · ") for t in titles) and any(t.startswith("sweep-mup · ") for t in titles)
+    legend = [t["name"] for t in panels["data"] if t.get("showlegend") is not False]
+    assert legend.count("width 32") == 1  # one legend entry per width, toggling it in both panels
+    assert [t["name"] for t in shifts["data"]] == ["sweep-sp", "sweep-mup"]
+    columns = json.loads(at.dataframe[0].proto.columns)
+    assert columns["opt_log2_lr"]["label"] == "optimal log2 lr"
+    assert columns["bracketed"]["label"] == "optimum inside the grid"
+    assert "opt_log2_lr" in at.dataframe[0].value.columns  # the data keep their names; only the display changes
+    at.sidebar.multiselect(key="lr-overlay").set_value([]).run()
+    alone = _figures(at)[0]
+    assert {t.get("meta", {}).get("run") for t in alone["data"]} == {None} and "xaxis2" not in alone["layout"]
+
+
+def test_pages_open_on_the_run_the_app_was_told_to_open(monkeypatch, root) -> None:
+    monkeypatch.setattr(sys, "argv", ["main.py", "--root", str(root), "--open", "mlp-sp", "--open", "sweep"])
+    at = _app(monkeypatch, root)
+    assert at.sidebar.selectbox(key="run-coordcheck").value == "mlp-sp"
+    assert at.error[0].value.startswith("FAIL: ")  # the failing SP run's verdict, first thing on the page
+    at.switch_page("views/lr_sweep.py").run()
+    assert at.sidebar.selectbox(key="run-lrsweep").value == "sweep"
+    at.switch_page("views/coord_check.py").run()
+    assert at.sidebar.selectbox(key="run-coordcheck").value == "mlp-sp"
+    chosen = _app(monkeypatch, root, run="mlp-mup")  # the URL still wins
+    assert chosen.sidebar.selectbox(key="run-coordcheck").value == "mlp-mup"
+
+
 def test_compare_page_overlays_any_number_of_runs_with_their_metadata(monkeypatch, root, tmp_path) -> None:
     for name in ("mlp-sp", "mlp-mup"):
         shutil.copytree(root / name, tmp_path / name)
@@ -236,6 +275,14 @@ def test_app_command_serves_on_localhost_by_default(tmp_path) -> None:
     assert Path(command[command.index("run") + 1]) == Path(MAIN).resolve()
 
 
+def test_app_command_refuses_to_open_a_run_that_is_not_there(tmp_path) -> None:
+    result = CliRunner().invoke(main, ["app", str(tmp_path), "--open", "nope"])
+    assert result.exit_code == 2
+    assert "--open nope" in result.output and len(result.output.strip().splitlines()) == 1
+    command = streamlit_command(tmp_path, port=8999, host=LOCALHOST, open_runs=["mlp-sp", "sweep"])
+    assert command[-6:] == ["--root", str(tmp_path), "--open", "mlp-sp", "--open", "sweep"]
+
+
 def test_demo_records_sp_and_mup_and_keeps_complete_runs(tmp_path) -> None:
     argv = ["demo", "--runs", str(tmp_path), "--no-app", "--no-sweep"]
     first = CliRunner().invoke(main, argv)
@@ -243,6 +290,7 @@ def test_demo_records_sp_and_mup_and_keeps_complete_runs(tmp_path) -> None:
     assert "mlp-sp: FAIL: " in first.output and "regime: SP-like" in first.output
     assert "mlp-mup: PASS: " in first.output and "regime: μP-like" in first.output
     assert {p.name for p in tmp_path.iterdir()} == {"mlp-sp", "mlp-mup"}
+    assert f"coordscope app {tmp_path} --open mlp-sp" in first.output  # the failing SP run first
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/shard-*.parquet")}
     second = CliRunner().invoke(main, argv)
     assert second.exit_code == 0 and second.output.count("complete, kept") == 2

@@ -15,6 +15,8 @@ from pathlib import Path
 import playwright.sync_api as playwright
 import pytest
 
+from coordscope.lrsweep import sweep
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
@@ -38,6 +40,9 @@ def server(mlp_runs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     for name in ("mlp-sp", "mlp-mup"):
         shutil.copytree(mlp_runs[name], root / name)
     shutil.copytree(mlp_runs["mlp-mup"], root / "mlp-mup-again")  # a third run for Compare
+    for name in ("mlp-sp", "mlp-mup"):  # tiny real LR sweeps, SP and μP, for the side-by-side view
+        sweep(name, widths=[32, 64], lrs=[2.0**-10, 2.0**-7, 2.0**-4], steps=4, seeds=1, out=root / f"sweep-{name}",
+              eval_batches=1, progress=False)
     port = _free_port()
     log = (root.parent / "streamlit.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "coordscope", "app", str(root), "--port", str(port)],
@@ -85,20 +90,25 @@ def page(tmp_path: Path) -> Iterator[object]:
 
 
 def _rendered(page: object, selector: str) -> dict[str, object]:
-    """What plotly drew in the first chart: trace groups in the SVG, and the names of violating traces."""
-    drawn = f"{selector} .scatterlayer .trace, {selector} .heatmaplayer .hm"
-    page.wait_for_selector(drawn, state="attached", timeout=RENDER_MS)  # type: ignore[attr-defined]
-    return page.evaluate(  # type: ignore[attr-defined]
+    """What plotly drew in the first chart: trace groups in the SVG, and the names of violating traces.
+
+    Read in one polling function: while Streamlit swaps a page the old chart can be found and then be gone
+    a moment later, so finding it and reading it must be one step."""
+    drawn = page.wait_for_function(  # type: ignore[attr-defined]
         """(selector) => {
             const chart = document.querySelector(selector);
+            if (!chart || !chart.data || !chart.layout) return null;
+            const traces = chart.querySelectorAll('.scatterlayer .trace, .heatmaplayer .hm').length;
+            if (!traces) return null;
             return {
-                traces: chart.querySelectorAll('.scatterlayer .trace, .heatmaplayer .hm').length,
+                traces: traces,
                 violating: chart.data.filter(t => t.meta && t.meta.violating).map(t => t.meta.layer),
                 axes: [chart.layout.xaxis.type, chart.layout.yaxis.type],
             };
         }""",
-        selector,
+        arg=selector, timeout=RENDER_MS,
     )
+    return drawn.json_value()  # type: ignore[no-any-return]
 
 
 def test_dashboard_renders_the_sp_fan_out_with_violating_layers_marked(server: str, page, tmp_path: Path) -> None:
@@ -176,8 +186,8 @@ def test_the_chosen_run_is_kept_across_pages(server: str, page) -> None:
     _choose(page, "Run", "mlp-sp")
     page.wait_for_function("() => location.search.includes('run=mlp-sp')", timeout=RENDER_MS)
     page.locator('[data-testid="stSidebarNavLink"]').filter(has_text="Slopes").click()
-    _rendered(page, CHART)
     page.wait_for_function("() => location.pathname.endsWith('/slopes')", timeout=RENDER_MS)
+    _rendered(page, CHART)
     assert page.get_by_role("combobox", name="Run", exact=True).input_value() == "mlp-sp"
 
 
@@ -193,3 +203,26 @@ def test_compare_overlays_three_runs_chosen_in_the_browser(server: str, page) ->
         timeout=RENDER_MS)
     drawn = _rendered(page, CHART)
     assert drawn["traces"] > 0 and "hidden.0" in drawn["violating"]  # the SP run's failing layers, thick
+
+
+def test_lr_sweep_page_shows_an_sp_and_a_mup_sweep_side_by_side(server: str, page) -> None:
+    page.goto(f"{server}/lr_sweep?run=sweep-mlp-sp")
+    _rendered(page, CHART)
+    page.wait_for_function(
+        """() => document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot').length >= 2""",
+        timeout=RENDER_MS)
+    figures = page.evaluate(
+        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')].slice(0, 2).map(c => ({
+                runs: [...new Set(c.data.filter(t => t.meta && t.meta.run).map(t => t.meta.run))],
+                names: c.data.map(t => t.name),
+                titles: (c.layout.annotations || []).map(a => a.text),
+                panels: c.querySelectorAll('.cartesianlayer .subplot').length,
+                drawn: c.querySelectorAll('.scatterlayer .trace').length,
+            }))""")
+    curves, shifts = figures
+    assert curves["runs"] == ["sweep-mlp-sp", "sweep-mlp-mup"]  # the chosen sweep first, the other beside it
+    assert curves["panels"] == 2 and curves["drawn"] >= 4
+    assert any(t.startswith("sweep-mlp-sp · ") for t in curves["titles"])
+    assert any(t.startswith("sweep-mlp-mup · ") for t in curves["titles"])
+    assert shifts["runs"] == ["sweep-mlp-sp", "sweep-mlp-mup"]  # the shifts overlaid on one axis
+    assert page.get_by_role("combobox", name="Run", exact=True).input_value() == "sweep-mlp-sp"

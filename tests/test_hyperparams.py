@@ -38,6 +38,8 @@ def test_the_run_records_them_per_width(tmp_path: Path) -> None:
     ("mlp-mup-sgd", "SGD-like", set()),
     ("mlp-muon", "orthogonalised", set()),
     ("mlp-schedulefree", "Adam-like", set()),
+    ("mlp-lion", "Adam-like", set()),  # sign-type: every update entry is ±lr
+    ("mlp-lion-one-lr", "Adam-like", {("hidden", "lr")}),
     ("gpt-bug-embedding-lr", "Adam-like", {("input", "lr")}),
 ])
 def test_the_measured_family_and_its_rules(tmp_path: Path, sample: str, family: str, notes: set) -> None:

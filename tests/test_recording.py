@@ -183,7 +183,7 @@ def test_a_plan_says_which_jobs_are_missing_until_every_one_has_finished(tmp_pat
     assert "width 256 seed 0" in err and "1 planned job(s) missing" in err
     assert pending(out) == [(256, 0)]
     assert read_meta(out).status == "running"
-    with pytest.raises(StoreError, match="incomplete"):
+    with pytest.raises(StoreError, match=r"incomplete .*width 256 seed 0\): record them with coordscope.recording"):
         coordscope.check(out)
     mlp_job(out, 256, plan=[64, 128, 256], steps=2)
     assert pending(out) == [] and read_meta(out).status == "complete"

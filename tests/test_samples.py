@@ -125,3 +125,19 @@ def test_hf_style_model_is_recorded_as_it_is(tmp_path) -> None:
     logits = rows.filter((pl.col("name") == "<output>") & (pl.col("site") == "act") & (pl.col("step") == 0))
     head = rows.filter((pl.col("name") == "lm_head") & (pl.col("site") == "act") & (pl.col("step") == 0))
     assert logits.get_column("value").to_list() == head.get_column("value").to_list()
+
+
+def test_sample_sweeps_default_to_the_demos_grid() -> None:
+    """`coordscope sweep gpt-*-sweep` without flags runs what `coordscope demo` runs (measured to fit its
+    two minutes with firm verdicts), so the demo's pictures can be reproduced sweep by sweep."""
+    import importlib
+
+    from coordscope.config import Config
+    from coordscope.settings import resolve_sweep
+
+    demo = importlib.import_module("coordscope.cli.demo")  # the module (coordscope.cli.demo is the command)
+    for name, seeds in demo.SWEEPS.items():
+        settings = resolve_sweep(name, config=Config())  # no [tool.coordscope.sweep] in the way
+        assert list(settings.widths) == demo.SWEEP_WIDTHS and settings.steps == demo.SWEEP_STEPS
+        assert settings.lrs == pytest.approx(demo.SWEEP_LRS) and len(settings.seeds) == seeds
+        assert settings.executor == demo.EXECUTOR

@@ -1,8 +1,11 @@
 """LR sweep: loss against learning rate, one curve per width (TP5's Fig. 1) with the width N from which the
-optimum is stable; the shift of the optimum per doubling of width — overlaid with the other sweeps under the
-root, so that an SP sweep's steady shift and a μP sweep's dying one sit side by side — and the regret of
-transferring the proxy width's learning rate."""
+optimum is stable — side by side with the other sweeps under the root, so that an SP sweep's sliding optima
+and a μP sweep's lined-up ones sit next to each other on the same axes; the shift of the optimum per
+doubling of width, overlaid the same way; and the regret of transferring the proxy width's learning rate."""
 
+from typing import Any
+
+import polars as pl
 import streamlit as st
 
 from coordscope import plots
@@ -10,7 +13,55 @@ from coordscope.app import data, ui
 from coordscope.errors import CoordscopeError
 from coordscope.runmeta import read_meta
 
-MAX_OVERLAY = 3  # other sweeps overlaid by default on the shift figure; more make it unreadable
+MAX_OVERLAY = 3  # other sweeps shown beside this one by default; more make the figures unreadable
+
+# Display names of the analysis tables' columns (the frames keep theirs: they are the JSON contract).
+COLUMNS: dict[str, tuple[str, str | None, str]] = {
+    "width": ("width", None, ""),
+    "opt_log2_lr": ("optimal log2 lr", "%.2f", "the width's optimal learning rate, log2 (mean over seeds)"),
+    "opt_se": ("± s.e.", "%.2f", "standard error of the optimum: the larger of the seeds' and the flatness'"),
+    "spread": ("seed spread", "%.2f", "standard deviation of the seeds' optima"),
+    "opt_min": ("lowest seed optimum", "%.2f", ""),
+    "opt_max": ("highest seed optimum", "%.2f", ""),
+    "seed_se": ("s.e. from seeds", "%.2f", "spread / √seeds (empty with one seed)"),
+    "flat_se": ("s.e. from flatness", "%.2f", "how far the optimum can move given the loss's noise and curvature"),
+    "loss_se": ("loss noise", "%.4f", "standard error of a loss near the optimum"),
+    "curvature": ("curvature", "%.4f", "c in loss ≈ a + c·(log2 lr − optimum)²"),
+    "bracketed": ("optimum inside the grid", None, "every seed's lowest loss lies inside the lr grid, not at its edge"),
+    "best_loss": ("best loss", "%.4f", "lowest mean loss on the grid"),
+    "diverged": ("diverged jobs", None, ""),
+    "jobs": ("jobs", None, ""),
+    "width_lo": ("from width", None, ""),
+    "width_hi": ("to width", None, ""),
+    "mid_width": ("drawn at width", "%.1f", "geometric middle of the two widths"),
+    "shift": ("shift per doubling", "%+.2f", "how far the optimal log2 lr moves per doubling of width"),
+    "shift_se": ("± s.e.", "%.2f", ""),
+    "shift_ci": ("± 90 % interval", "%.2f", ""),
+    "status": ("against tolerance", None, "within, beyond, or unresolved (not placed on either side)"),
+    "source": ("lr tuned at", None, "proxy: the proxy width; stable_from: N"),
+    "source_width": ("tuned at width", None, ""),
+    "log2_lr": ("log2 lr used", "%.2f", ""),
+    "loss": ("loss there", "%.4f", ""),
+    "regret": ("regret", "%.4f", "loss above the width's best"),
+    "regret_rel": ("regret (relative)", "%.4f", "regret / best loss"),
+    "regret_se": ("regret ± s.e.", "%.4f", ""),
+    "regret_rel_se": ("relative regret ± s.e.", "%.4f", ""),
+}
+
+
+def table(frame: pl.DataFrame, key: str) -> None:
+    """One of the analysis frames with readable column names (display only)."""
+    config: dict[str, Any] = {}
+    for column in frame.columns:
+        label, fmt, helptext = COLUMNS.get(column, (column, None, ""))
+        if frame.schema[column] == pl.Boolean:
+            config[column] = st.column_config.CheckboxColumn(label, help=helptext or None)
+        elif frame.schema[column].is_numeric():
+            config[column] = st.column_config.NumberColumn(label, format=fmt, help=helptext or None)
+        else:
+            config[column] = st.column_config.TextColumn(label, help=helptext or None)
+    st.dataframe(frame, hide_index=True, key=key, column_config=config)
+
 
 st.title("LR sweep")
 entry = ui.pick_run("lrsweep")
@@ -30,24 +81,40 @@ if sweep.hint:
     st.info(f"Hint: {sweep.hint}")
 for warning in sweep.warnings:
     st.warning(warning)
-st.plotly_chart(plots.lr_sweep_figure(curves, sweep.optima, stable_from=sweep.stable_from,
-                                      title=f"{sweep.run} · {metric} loss"), key="lr-sweep")
+
+others = [e for e in data.list_runs(data.runs_root()) if e.kind == "lrsweep" and e.name != entry.name]
+beside = st.sidebar.multiselect("Show beside it", [e.name for e in others],
+                                default=[e.name for e in others[:MAX_OVERLAY]], key="lr-overlay",
+                                help="Other sweeps drawn next to this one (loss curves) and over it (shifts).")
+compared = []
+for other in (e for e in others if e.name in beside):
+    try:
+        report, other_curves = data.sweep(other.path, data.stamp(other.path), metric)
+    except CoordscopeError as exc:
+        st.warning(f"{other.name}: not shown beside it ({exc})")
+        continue
+    compared.append((other.name, report, other_curves))
+
+if compared:
+    panels = [plots.SweepPanel(name, c, r.optima, r.stable_from, r.label)
+              for name, r, c in [(entry.name, sweep, curves), *compared]]
+    st.plotly_chart(plots.lr_sweep_panels(panels, title=f"{metric} loss against learning rate, per width"),
+                    key="lr-sweep")
+    st.caption("Side by side on the same axes (Tensor Programs V, Figure 1): where each width's optimum sits. "
+               "Under SP with Adam the optimum slides to smaller learning rates as the width grows; under μP "
+               "the stars line up, so a learning rate tuned on a narrow model is right for a wide one.")
+else:
+    st.plotly_chart(plots.lr_sweep_figure(curves, sweep.optima, stable_from=sweep.stable_from,
+                                          title=f"{sweep.run} · {metric} loss"), key="lr-sweep")
 st.caption("Stars: each width's optimal learning rate (parabola through the best grid point and its neighbours, "
            "mean over seeds); crosses: diverged jobs. Dashed, faint curves: widths below N, the width from which "
            "the optimum is stable; the solid vertical line is N's optimum.")
-st.dataframe(sweep.optima, hide_index=True, key="optima")
+table(sweep.optima, "optima")
 
-others = [e for e in data.list_runs(data.runs_root()) if e.kind == "lrsweep" and e.name != entry.name]
-overlay = st.sidebar.multiselect("Overlay the shifts of", [e.name for e in others],
-                                 default=[e.name for e in others[:MAX_OVERLAY]], key="lr-overlay")
-shifts, stable = {sweep.run: sweep.shifts}, {sweep.run: sweep.stable_from}
-for other in (e for e in others if e.name in overlay):
-    try:
-        report, _ = data.sweep(other.path, data.stamp(other.path), metric)
-    except CoordscopeError as exc:
-        st.warning(f"{other.name}: not overlaid ({exc})")
-        continue
-    shifts[report.run], stable[report.run] = report.shifts, report.stable_from
+# Labelled by the runs' names under the root, as the selectors name them.
+shifts, stable = {entry.name: sweep.shifts}, {entry.name: sweep.stable_from}
+for name, report, _ in compared:
+    shifts[name], stable[name] = report.shifts, report.stable_from
 st.subheader("Does the shift of the optimum die out?")
 st.plotly_chart(plots.shift_figure(shifts, tolerance=sweep.tolerance, stable_from=stable,
                                    title="shift of the optimal lr per doubling of width"), key="lr-shifts")
@@ -55,11 +122,11 @@ st.caption(f"Each point: how far the optimum moves between two consecutive width
            f"interval (seeds and the loss's flatness); hollow: not placed on either side of the tolerance. Band: "
            f"±{sweep.tolerance:g}. Under μP the shift falls into the band (from N on); under SP it stays near −1. "
            f"Trend of this sweep: {sweep.trend.shape}.")
-st.dataframe(sweep.shifts, hide_index=True, key="shifts")
+table(sweep.shifts, "shifts")
 if not sweep.regret.is_empty():
     st.subheader("What transferring costs")
     st.plotly_chart(plots.regret_figure(sweep.regret, title="transfer regret"), key="lr-regret")
     st.caption(f"The loss at the learning rate tuned at the proxy width {sweep.proxy_width}"
                + (f" (and at N = {sweep.stable_from})" if sweep.stable_from not in (None, sweep.proxy_width) else "")
                + ", above each width's own best loss.")
-    st.dataframe(sweep.regret, hide_index=True, key="regret")
+    table(sweep.regret, "regret")
