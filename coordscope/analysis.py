@@ -141,6 +141,15 @@ def expectations(fits: pl.LazyFrame, overrides: Sequence[Override] = (),
                    .when(output).then(-0.25).when(act_like | spectral_update).then(0.0).otherwise(None))
     hi: pl.Expr = pl.when(attn_init).then(-0.5).when(act_like | spectral_update).then(0.0).otherwise(None)
     judged: pl.Expr = (act_like & ((step >= 1) | output | attn)) | spectral_update
+    return apply_overrides(fits, lo, hi, judged, overrides, tolerance)
+
+
+def apply_overrides(fits: pl.LazyFrame, lo: pl.Expr, hi: pl.Expr, judged: pl.Expr, overrides: Sequence[Override],
+                    tolerance: Tolerance) -> pl.LazyFrame:
+    """The expectation columns from the built-in range ``lo``..``hi`` and ``judged`` (width fits here, depth
+    fits in :mod:`coordscope.depth`), after ``overrides`` in order, a later one winning where two match
+    the same fit (an ``expected`` after an ``ignore`` judges the fit again)."""
+    site = pl.col("site")
     ignored: pl.Expr = pl.lit(False)
     abs_tol: pl.Expr = pl.lit(tolerance.absolute)
     for override in overrides:

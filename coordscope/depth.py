@@ -35,6 +35,7 @@ from coordscope.analysis import (
     Finding,
     Tolerance,
     analyse,
+    apply_overrides,
     findings_from,
     fit,
     judge,
@@ -111,29 +112,7 @@ def depth_expectations(fits: pl.LazyFrame, container: str | None, overrides: Seq
     lo: pl.Expr = (pl.when(judged & (step >= 1)).then(-FINITE_DEPTH_SHRINK).when(judged).then(0.0)
                    .otherwise(None))
     hi: pl.Expr = pl.when(judged).then(0.0).otherwise(None)
-    ignored: pl.Expr = pl.lit(False)
-    abs_tol: pl.Expr = pl.lit(tolerance.absolute)
-    for override in overrides:
-        match = name.str.contains(override.name_regex())
-        if override.site != "*":
-            match = match & (site == override.site)
-        if override.probe is not None:
-            match = match & (pl.col("probe") == override.probe)
-        if override.expected is not None:
-            lo = pl.when(match).then(override.expected[0]).otherwise(lo)
-            hi = pl.when(match).then(override.expected[1]).otherwise(hi)
-            judged = pl.when(match).then(True).otherwise(judged)
-        if override.tolerance is not None:
-            abs_tol = pl.when(match).then(override.tolerance).otherwise(abs_tol)
-        if override.ignore or override.expected is not None:
-            ignored = pl.when(match).then(override.ignore).otherwise(ignored)
-    return fits.with_columns(
-        expected_lo=lo.cast(pl.Float64), expected_hi=hi.cast(pl.Float64), abs_tol=abs_tol.cast(pl.Float64),
-        ignored=ignored,
-    ).with_columns(
-        expected=pl.lit(0.0).clip(pl.col("expected_lo"), pl.col("expected_hi")),
-        judged=judged & ~pl.col("ignored"),
-    )
+    return apply_overrides(fits, lo, hi, judged, overrides, tolerance)
 
 
 def _suffix(frame: pl.DataFrame, text: str) -> pl.DataFrame:
