@@ -102,7 +102,8 @@ def run_options(fn: F) -> F:
                      help="Parameter dtype (default float32)."),
         click.option("--exact", is_flag=True, default=None,
                      help="Measure updates and activation changes on every entry of big tensors (keeps whole "
-                     "copies) instead of a fixed subset of 16384 entries (default off)."),
+                     "copies) instead of at fixed positions: every row of a parameter, about 16384 entries of "
+                     "an activation (default off)."),
     ]
     for option in reversed(options):
         fn = option(fn)
