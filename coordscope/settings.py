@@ -26,8 +26,13 @@ from coordscope.probe_select import DEFAULT_PROBES, resolve_probes
 from coordscope.spec import Spec, load_spec
 from coordscope.store import local_dir
 
+COORDCHECK_PROBES: tuple[str, ...] = (*DEFAULT_PROBES, "spectral")
+"""What a coordinate check records by default: ``rms`` of every site, and the spectral norms of every weight
+matrix and its update (judged as the spectral condition, docs/theory.md). A user's own loop
+(``coordscope.recording``) keeps :data:`DEFAULT_PROBES` alone: ‖ΔW‖₂ needs whole updates, a second copy of
+every matrix, which a coordinate check of a few widths can afford and a real training run may not."""
 COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "steps": 5, "seeds": 3, "lr": 0.01,
-                                       "probes": list(DEFAULT_PROBES), "device": "cpu", "dtype": "float32",
+                                       "probes": list(COORDCHECK_PROBES), "device": "cpu", "dtype": "float32",
                                        "executor": "inline", "exact": False}
 SWEEP_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "lrs": [2.0**e for e in range(-14, -3)],
                                   "steps": 100, "seeds": 1, "device": "cpu", "executor": "inline"}
