@@ -9,10 +9,11 @@ Each configuration runs as it would really run, in a new Python process: ``plain
 script — build the sample's model, its optimizer and the fixed batch, train ``--steps`` steps, nothing
 else imported; ``recording`` is the same script with ``coordscope.recording`` around its loop (the
 own-loop recorder, Parquet shard and ``meta.json`` included); ``job`` is what a ``coordscope run`` worker
-runs for one width × seed (:func:`coordscope.job.record_job`). Each process prints its peak resident
-memory (``ru_maxrss``), and the ratios to ``plain`` are printed. Target (issue 19): at most 1.15. The
-recorded runs keep no copy of the parameters (:mod:`coordscope.sampling`); ``--exact`` shows what keeping
-whole copies costs.
+runs for one width × seed with its default probes, ``rms`` and ``spectral``
+(:func:`coordscope.job.record_job`). Each process prints its peak resident memory (``ru_maxrss``), and the
+ratios to ``plain`` are printed. Target (issue 19): at most 1.15. The recorded runs keep no copy of the
+parameters (:mod:`coordscope.sampling`; ``spectral`` keeps whole updates of matrices up to 512 × 512 only);
+``--exact`` shows what keeping whole copies costs.
 
 ``--flat`` keeps issue 7's check: peak memory of a 500-step job over a 10-step job (within 10 %).
 """
@@ -40,7 +41,9 @@ if mode == "job":
     from coordscope.layers import infer_layers
     layers = infer_layers(spec, (64, 128))
     with tempfile.TemporaryDirectory() as tmp:
-        record_job(Job(spec, width, 0, steps - 1, 0.01, ("rms",), tmp, "mem", layers, device=device, exact=exact))
+        from coordscope.settings import COORDCHECK_PROBES
+        record_job(Job(spec, width, 0, steps - 1, 0.01, COORDCHECK_PROBES, tmp, "mem", layers, device=device,
+                       exact=exact))
 else:
     seed_everything(0)
     model = build_model(spec, width).to(device)

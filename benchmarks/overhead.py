@@ -6,8 +6,9 @@ over plain training of the same model, measured side by side in one process.
     python benchmarks/overhead.py --device cuda --dtype bfloat16 --case gpt-mup:4096
 
 Two recorders, each as it really runs: ``job`` — a coordinate-check job as ``coordscope run`` runs it
-(:func:`coordscope.job.record_job`, Parquet shard included) — and ``own loop`` — a user's training loop with
-``coordscope.recording`` around it (the store's ``meta.json``, shard and commit included).
+(:func:`coordscope.job.record_job`, Parquet shard included, its default probes ``rms`` and ``spectral``) —
+and ``own loop`` — a user's training loop with ``coordscope.recording`` around it (the store's ``meta.json``,
+shard and commit included).
 
 Why interleaved step by step: on a shared or virtual machine the speed drifts by tens of percent within
 seconds, so timing a plain job and then a recorded one compares two different machines. Here after each
@@ -34,7 +35,7 @@ import torch
 from coordscope.device import TORCH_DTYPES, seed_everything, to_device
 from coordscope.job import Job, record_job
 from coordscope.layers import infer_layers
-from coordscope.probe_select import DEFAULT_PROBES
+from coordscope.settings import COORDCHECK_PROBES
 from coordscope.spec import Spec, build_model, first_batch, load_spec
 
 
@@ -96,7 +97,7 @@ def one_round(spec: Spec, width: int, steps: int, lr: float, device: str, dtype:
         own_loop(spec, width, steps, lr, device, dtype, after_recorded_step)
     else:
         with tempfile.TemporaryDirectory() as tmp:
-            job = Job(spec, width, 0, steps, lr, DEFAULT_PROBES, tmp, "bench", layers, device=device, dtype=dtype)
+            job = Job(spec, width, 0, steps, lr, COORDCHECK_PROBES, tmp, "bench", layers, device=device, dtype=dtype)
             record_job(job, on_step=after_recorded_step)
     # recorded[0] is step 0 timed from nothing, plain[0] the plain warm-up step: drop both
     return sum(plain[1:]) / (steps - 1), sum(recorded[1:]) / (steps - 1)

@@ -13,8 +13,15 @@ down to width^-0.25 (the initial readout's random part still matters at small wi
 d_head^-0.5 — the one place a short check sees 1/√d scaling, which gives 0 there — and may shrink down to
 that after training (their random part decays while the correlated part is flat). Where the head count
 grows with width instead of d_head, :mod:`coordscope.checking` relaxes t = 0 to the post-training range.
-Judged by default: ``act_delta`` and ``act`` for t ≥ 1, plus the output and attention logits at every step.
-Other fits are kept and shown but not judged; :class:`coordscope.config.Override` changes any of this.
+Judged by default: ``act_delta`` and ``act`` for t ≥ 1, plus the output and attention logits at every step;
+the gradient reaching the model's output (``<output>``'s ``act_grad``, flat); and every weight's update
+*relative to the weight* (:func:`relative_updates`), the only update sizes the parametrization's conventions
+cannot move: ‖ΔW_t‖₂/‖W_t‖₂ of every hidden matrix is flat in width whatever the optimizer (the spectral
+condition), and rms(ΔW_t)/rms(W_t) of every hidden matrix goes like width^-½ under an Adam-like or SGD-like
+optimizer (TP5 Table 3) — the optimizer family measured, not named
+(:func:`coordscope.diagnose.optimizer_family`); with another, or none measured, it is not judged.
+Other fits (raw ``param``, ``param_grad``, ``param_update``, ``act_grad`` inside the model) are kept and shown
+but not judged: docs/theory.md says why. :class:`coordscope.config.Override` changes any of this.
 
 A fit violates its expectation when it lies outside the expected range by more than its tolerance,
 max(absolute tolerance, sigma × standard error): small deviations are never flagged (μP holds only up to
@@ -26,7 +33,7 @@ t = 0 by definition; those fits are dropped altogether).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -38,7 +45,9 @@ from coordscope.store import SITES
 FIT_KEYS: tuple[str, ...] = ("name", "site", "probe", "step")
 LAYER_KEYS: tuple[str, ...] = ("name", "site", "probe")
 JUDGED_SITES: tuple[str, ...] = ("act", "act_delta")
-SPECTRAL = "spectral"  # the probe whose hidden param_update rows carry the spectral condition
+SPECTRAL = "spectral"  # the probe whose param and param_update rows carry the spectral condition
+RELATIVE = "rel_"  # prefix of the probes of updates relative to weights (rel_rms, rel_spectral), derived here
+ADAM_LIKE, SGD_LIKE = "Adam-like", "SGD-like"  # the optimizer families (coordscope.diagnose) that set expectations
 SEVERITIES: tuple[str, ...] = ("ok", "info", "warning", "error")
 VIOLATIONS: tuple[str, ...] = ("exploding", "vanishing")
 
@@ -121,26 +130,85 @@ def fit(rows: pl.LazyFrame, center: float = 0.0) -> pl.LazyFrame:
     )
 
 
+def relative_updates(rows: pl.LazyFrame, probes: Sequence[str] = ("rms", SPECTRAL)) -> pl.LazyFrame:
+    """Each weight's update relative to the weight, as rows of their own: at every (width, seed, step),
+    ``param_update`` over ``param`` of the same name and probe, with probe ``rel_<probe>`` and site
+    ``param_update`` — rms(W_{t+1} − W_t)/rms(W_t), ‖W_{t+1} − W_t‖₂/‖W_0‖₂. A probe recorded on the weight at
+    t = 0 only (``spectral``: the operator norm costs power iterations, and a check's few updates barely move
+    it) divides every step's update by the initial weight's.
+
+    Why relative: μP fixes what the network computes, not how a width factor is shared between a weight's
+    init, a multiplier applied in ``forward`` and its learning rate (TP5's abc-parametrizations, Table 3 vs
+    Table 8; u-μP's unit-scaled weights). Moving a factor θ from the weight to its multiplier scales W and
+    ΔW alike, so their ratio is the same under every such convention, while either alone is not. A weight
+    that is exactly 0 at t = 0 (a zero-initialised readout, or a residual projection zeroed at init as some
+    GPT recipes do) has no ratio at any step: its later W_t is made of its own updates, so the ratio says
+    nothing of the parametrization — no rows for it. A non-finite weight gives a NaN ratio (``diverged``)."""
+    names = rows.collect_schema().names()
+    keys = [c for c in names if c not in ("site", "value")]
+    param = rows.filter((pl.col("site") == "param") & pl.col("probe").is_in(list(probes)))
+    update = rows.filter((pl.col("site") == "param_update") & pl.col("probe").is_in(list(probes)))
+    weight = pl.coalesce("weight", "initial")
+    zero_at_init = param.filter((pl.col("step") == 0) & (pl.col("value") == 0)).select("name", "probe").unique()
+    initial = param.filter(pl.col("step") == 0).select(*[k for k in keys if k != "step"], initial="value")
+    return (
+        update.join(param.select(*keys, weight="value"), on=keys, how="left", nulls_equal=True)
+        .join(initial, on=[k for k in keys if k != "step"], how="left", nulls_equal=True)
+        .join(zero_at_init, on=["name", "probe"], how="anti")
+        .filter(weight.is_not_null() & (weight != 0))
+        .with_columns(weight=weight)
+        .with_columns(value=pl.when(weight.is_finite()).then(pl.col("value") / weight.abs())
+                      .otherwise(float("nan")),
+                      probe=pl.lit(RELATIVE) + pl.col("probe"))
+        .drop("weight", "initial")
+        .select(names)
+    )
+
+
 def expectations(fits: pl.LazyFrame, overrides: Sequence[Override] = (),
-                 tolerance: Tolerance = DEFAULT_TOLERANCE) -> pl.LazyFrame:
+                 tolerance: Tolerance = DEFAULT_TOLERANCE, family: str | None = None) -> pl.LazyFrame:
     """Add what μP expects of each fit: ``expected_lo``/``expected_hi`` (null where nothing is expected),
     ``expected`` (the flat value 0 clipped into the range), ``judged``, ``ignored`` and ``abs_tol``.
 
-    Overrides apply in order, a later one winning where two match the same fit (an ``expected`` after an
-    ``ignore`` judges the fit again).
+    ``family``: the optimizer family measured on the run (:func:`coordscope.diagnose.optimizer_family`),
+    which sets what the entry-wise relative update (``rel_rms``) of a matrix should do; None, or a family
+    without a rule, leaves it unjudged. Overrides apply in order, a later one winning where two match the
+    same fit (an ``expected`` after an ``ignore`` judges the fit again).
     """
-    site, role, step = pl.col("site"), pl.col("role"), pl.col("step")
-    act_like = site.is_in(JUDGED_SITES) & (role != "loss") & (pl.col("probe") != SPECTRAL)
+    site, role, step, probe = pl.col("site"), pl.col("role"), pl.col("step"), pl.col("probe")
+    act_like = site.is_in(JUDGED_SITES) & (role != "loss") & ~probe.str.starts_with(RELATIVE) & (probe != SPECTRAL)
     output, attn = act_like & (role == "output"), act_like & (role == "attn_logits")
     attn_init = attn & (site == "act") & (step == 0)
-    # The spectral condition: ‖ΔW‖₂ / √(fan_out/fan_in) of every hidden matrix flat in width, whatever
-    # the optimizer. Input and output matrices are left out: a multiplier applied outside the weight
-    # (mup's MuReadout, an embedding multiplier) scales their effective update but not the recorded one.
-    spectral_update = (pl.col("probe") == SPECTRAL) & (site == "param_update") & (role == "hidden")
+    # The gradient reaching the model's output: dLoss/df of Θ(1) logits is Θ(1) (TP5), whatever the
+    # parametrization inside. Gradients inside the model are not judged (docs/theory.md).
+    output_grad = (site == "act_grad") & (pl.col("name") == "<output>") & (probe != SPECTRAL) \
+        & ~probe.str.starts_with(RELATIVE)
+    # The spectral condition (Yang, Simon & Bernstein 2023): ‖W‖₂ and ‖ΔW‖₂ both Θ(√(fan_out/fan_in)), so
+    # ‖ΔW‖₂/‖W‖₂ of every hidden matrix is flat, whatever the optimizer. Input and output matrices are left
+    # out: a dimension that does not grow (the vocabulary, the input size) is not small against the width
+    # at the widths a check runs, and an embedding's input is one-hot, not Θ(1) coordinates. May shrink
+    # down to width^-0.25: a gradient summed over a finite batch has, besides its aligned part, a part in
+    # random directions whose operator norm decays like √(batch/width) against it — the first SGD updates
+    # of the μP MLP measured −0.29 at width 64–512, flattening over the next steps.
+    # Judged where measured: a matrix above stats.WHOLE_UPDATES entries has ‖ΔW‖₂ only at the widths where
+    # it is small enough (or with exact=True), so its fit may lack widths; one width left is no fit, and
+    # the activations' checks still judge that layer.
+    spectral_rel = ((probe == RELATIVE + SPECTRAL) & (site == "param_update") & (role == "hidden")
+                    & pl.col("slope").is_not_null())
+    # Entry-wise, TP5 Table 3: under Adam-like updates (every entry ±lr) and SGD's (a gradient of fixed rank
+    # on a fixed batch) a hidden matrix's entries move like 1/width against weights of 1/√width. Input and
+    # output matrices are shown, not judged: μP leaves their ratio free — a readout may start smaller than
+    # 1/width (or at zero, TP5 Table 3's note) and u-μP scales the embedding's LR like width^-½ on purpose.
+    # Orthogonalised updates (Muon) have entries that depend on the update's rank against the width: not
+    # judged.
+    hidden_entry = ((probe.str.starts_with(RELATIVE) & (probe != RELATIVE + SPECTRAL) & (site == "param_update")
+                     & (role == "hidden")) if family in (ADAM_LIKE, SGD_LIKE) else pl.lit(False))
+    flat = act_like | spectral_rel | output_grad
     lo: pl.Expr = (pl.when(attn | (output & (site == "act"))).then(-0.5)
-                   .when(output).then(-0.25).when(act_like | spectral_update).then(0.0).otherwise(None))
-    hi: pl.Expr = pl.when(attn_init).then(-0.5).when(act_like | spectral_update).then(0.0).otherwise(None)
-    judged: pl.Expr = (act_like & ((step >= 1) | output | attn)) | spectral_update
+                   .when(output | spectral_rel).then(-0.25).when(hidden_entry).then(-0.5).when(flat).then(0.0)
+                   .otherwise(None))
+    hi: pl.Expr = (pl.when(attn_init | hidden_entry).then(-0.5).when(flat).then(0.0).otherwise(None))
+    judged: pl.Expr = (act_like & ((step >= 1) | output | attn)) | spectral_rel | output_grad | hidden_entry
     return apply_overrides(fits, lo, hi, judged, overrides, tolerance)
 
 
@@ -326,16 +394,21 @@ class Analysis:
     fits: pl.DataFrame
     layers: pl.DataFrame
     findings: list[Finding]
+    family: str | None = None
 
 
 def analyse(rows: pl.LazyFrame | pl.DataFrame, *, overrides: Iterable[Override] = (),
             tolerance: Tolerance = DEFAULT_TOLERANCE, order: Sequence[str] = (),
-            widths: Sequence[int] = ()) -> Analysis:
+            widths: Sequence[int] = (), family: str | Callable[[pl.DataFrame], str | None] | None = None
+            ) -> Analysis:
     """Fit, set expectations, judge and summarise the rows of a run (already filtered to the probes to
-    judge). ``order`` lists names in model order, for the layer table; ``widths`` (the run's) centre the
-    fit's log-widths."""
+    judge; :func:`relative_updates` adds the relative updates). ``order`` lists names in model order, for
+    the layer table; ``widths`` (the run's) centre the fit's log-widths. ``family``: the optimizer family,
+    or a function that measures it on the fits (:func:`coordscope.diagnose.optimizer_family`)."""
     center = sum(math.log2(w) for w in widths) / len(widths) if widths else 0.0
-    fits = judge(expectations(fit(rows.lazy(), center), tuple(overrides), tolerance), tolerance)
+    fitted = fit(rows.lazy(), center).collect()
+    measured = family(fitted) if callable(family) else family
+    fits = judge(expectations(fitted.lazy(), tuple(overrides), tolerance, measured), tolerance)
     fits_df = fits.sort(["name", "site", "probe", "step"]).collect()
     layers = summarise(fits_df.lazy(), order).collect()
-    return Analysis(fits=fits_df, layers=layers, findings=findings_from(layers))
+    return Analysis(fits=fits_df, layers=layers, findings=findings_from(layers), family=measured)

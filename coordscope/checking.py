@@ -23,7 +23,7 @@ from typing import Any
 
 import polars as pl
 
-from coordscope.analysis import DEFAULT_TOLERANCE, SPECTRAL, Finding, Tolerance, analyse
+from coordscope.analysis import DEFAULT_TOLERANCE, RELATIVE, SPECTRAL, Finding, Tolerance, analyse, relative_updates
 from coordscope.config import Config, ConfigSource, Override, load_config, parse_overrides
 from coordscope.diagnose import diagnose, gradient_levels, optimizer_family, regime
 from coordscope.errors import ConfigError, SpecError, StoreError
@@ -165,24 +165,26 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
     recorded = list(meta.probes)
     chosen = _choose_probe(wanted_probe, recorded)
     for override in all_overrides:
-        if override.probe is not None and recorded and override.probe not in recorded:
+        if override.probe is not None and recorded and override.probe.removeprefix(RELATIVE) not in recorded:
             raise ConfigError(f"override {override.describe()}: probe {override.probe!r} was not recorded in "
                               f"this run (recorded: {', '.join(recorded)})")
-    # The chosen probe's rows, and the spectral norms of updates when the run recorded them (judged
-    # alongside whatever probe judges the activations).
+    # The chosen probe's rows, the spectral norms of weights and updates when the run recorded them
+    # (judged alongside whatever probe judges the activations), and each update relative to its weight.
     rows = scan(run_dir).filter((pl.col("probe") == chosen)
-                                | ((pl.col("probe") == SPECTRAL) & (pl.col("site") == "param_update")))
+                                | ((pl.col("probe") == SPECTRAL) & pl.col("site").is_in(["param", "param_update"])))
+    rows = pl.concat([rows, relative_updates(rows, tuple(dict.fromkeys((chosen, SPECTRAL))))], how="vertical")
+    hyperparameters = slopes(meta.hyperparameters, meta.layers)
+    center = sum(math.log2(w) for w in widths) / len(widths)  # where analysis levels its fits
+    rates = learning_rates(hyperparameters, widths[0], center)
     analysis = analyse(rows, overrides=_structural_overrides(meta) + all_overrides, tolerance=judging,
-                       order=_model_order(run_dir), widths=widths)
+                       order=_model_order(run_dir), widths=widths,
+                       family=lambda fits: optimizer_family(fits, rates))
     if analysis.fits.is_empty():
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
     blowup = loss_blowup(scan(run_dir))
     if blowup is not None and not any(f.site == "loss" for f in analysis.findings):  # not already non-finite
         analysis = replace(analysis, findings=[blowup, *analysis.findings])
-    hyperparameters = slopes(meta.hyperparameters, meta.layers)
-    center = sum(math.log2(w) for w in widths) / len(widths)  # where analysis levels its fits
-    rates = learning_rates(hyperparameters, widths[0], center)
-    measured = optimizer_family(analysis.fits, rates)
+    measured = analysis.family
     findings, diagnoses = diagnose(analysis.findings, analysis.fits, measured,
                                    {name: slope for name, (_, slope) in rates.items()})
     return Report(

@@ -20,6 +20,8 @@ and tests refer to them):
                               or the run has no updates to tell
 ``ntk_lazy``                  hidden features' change vanishes (NTK-like, lazy)
 ``embedding_lr_scaled``       only the input layer's change vanishes (its LR scaled down with width)
+``output_grad``               the loss's gradient at the model's output grows or shrinks (follows the output,
+                              or a width-dependent factor in the loss)
 ============================  ===========================================================================
 
 The whole model also gets a regime label (:func:`regime`): ``μP-like``, ``SP-like (exploding)``,
@@ -34,7 +36,7 @@ from typing import Any
 
 import polars as pl
 
-from coordscope.analysis import Finding
+from coordscope.analysis import RELATIVE, Finding
 
 MU_P = "μP-like"
 SP = "SP-like (exploding)"
@@ -89,6 +91,11 @@ def _is(f: Finding, role: str, site: str | None, verdict: str) -> bool:
     return f.role == role and (site is None or f.site == site) and f.verdict == verdict
 
 
+def _relative(f: Finding) -> bool:
+    """A weight's update relative to the weight (:func:`coordscope.analysis.relative_updates`)."""
+    return f.probe.startswith(RELATIVE)
+
+
 @dataclass(frozen=True)
 class Rule:
     """A pattern of findings (``claims``), what it means (``title``) and what to change (``hint``)."""
@@ -133,12 +140,12 @@ RULES: tuple[Rule, ...] = (
          "the output grows with width after a step: multiply the readout by 1/width_mult (mup.MuReadout, "
          "or an output multiplier base_width/width), or initialise the readout at zero / with variance "
          "1/width²",
-         lambda f, ctx: f.role == "output" and f.verdict == "exploding"),
+         lambda f, ctx: f.role == "output" and f.verdict == "exploding" and not _relative(f) and f.site != "act_grad"),
     Rule("output_mult_twice", "Output multiplier applied twice",
          "the output shrinks like 1/width: the 1/width output multiplier seems applied twice (e.g. "
          "MuReadout plus a manual division by width_mult, or in both init and forward): apply it once",
          lambda f, ctx: f.role == "output" and f.verdict == "vanishing" and f.slope is not None
-         and f.slope <= DOUBLE_MULT),
+         and f.slope <= DOUBLE_MULT and not _relative(f) and f.site != "act_grad"),
     Rule("plain_adam", "Hidden learning rate not scaled for an Adam-like optimizer",
          "hidden features change faster in wider models, and the optimizer's update size does not follow "
          "the gradient's (measured on the first update): with Adam, AdamW, Lion or other sign-like updates, "
@@ -159,14 +166,21 @@ RULES: tuple[Rule, ...] = (
          "hidden features move like width^-0.5, as in the NTK parametrization: wide models stop learning "
          "features. Use μP: 1/fan_in init for hidden weights, readout multiplier 1/width_mult, and per-layer "
          "learning rates that do not shrink with fan-in (mup.MuSGD / mup.MuAdam)",
-         lambda f, ctx: f.site == "act_delta" and f.verdict == "vanishing" and (
-             f.role == "hidden" or (f.role == "input" and ctx.hidden_vanishing and not ctx.lr_shrinks(f.name)))),
+         lambda f, ctx: (f.site == "act_delta" and f.verdict == "vanishing" and (
+             f.role == "hidden" or (f.role == "input" and ctx.hidden_vanishing and not ctx.lr_shrinks(f.name))))
+         or (_relative(f) and _is(f, "hidden", None, "vanishing"))),
     Rule("embedding_lr_scaled", "Input/embedding learning rate scaled down with width",
          "the input (embedding) layer stops learning as width grows while hidden layers are fine: under μP "
          "the input layer's learning rate must not shrink with width (Adam: it keeps the base LR; only "
          "hidden matrices get lr / width_mult)",
          lambda f, ctx: f.role == "input" and f.site == "act_delta" and f.verdict == "vanishing"
          and (not ctx.hidden_vanishing or ctx.lr_shrinks(f.name))),
+    Rule("output_grad", "The loss's gradient at the output changes with width",
+         "dLoss/d(output) is a function of the output alone, so it scales with width only when the output "
+         "does (fix the output's layers first: a saturated softmax shrinks it) or when the loss itself "
+         "carries a width-dependent factor (a loss multiplied by width_mult, or summed over a dimension that "
+         "grows with width): keep the loss a mean over tokens and outputs",
+         lambda f, ctx: f.name == "<output>" and f.site == "act_grad" and f.verdict in ("exploding", "vanishing")),
 )
 
 RULE_IDS: tuple[str, ...] = tuple(rule.id for rule in RULES)
@@ -218,8 +232,10 @@ def first_updates(fits: pl.DataFrame) -> pl.DataFrame:
     """Per hidden matrix, the slopes of its update and its gradient (``update``, ``grad``) and their log2
     levels at the centre width (``update_level``, ``grad_level``) at the first step where both have one
     (a zero-initialised readout leaves the hidden gradients exactly 0 at t = 0).
-    Entry-size probes only: the spectral norms answer another question."""
-    hidden = fits.filter((pl.col("role") == "hidden") & (pl.col("probe") != "spectral")
+    Entry-size probes only: the spectral norms and the updates relative to the weights answer other
+    questions."""
+    probe = pl.col("probe")
+    hidden = fits.filter((pl.col("role") == "hidden") & (probe != "spectral") & ~probe.str.starts_with("rel_")
                          & pl.col("slope").is_not_null())
     return (hidden.filter(pl.col("site") == "param_update")
             .select("name", "step", update="slope", update_level="intercept")
@@ -299,6 +315,9 @@ def regime(findings: Sequence[Finding]) -> str:
     errors = [f for f in findings if f.severity == "error"]
     if not errors:
         return MU_P
+    # the gradient at the output follows the output (a growing output saturates the softmax and shrinks
+    # it): a consequence, not a second regime, unless nothing else is wrong
+    errors = [f for f in errors if f.site != "act_grad"] or errors
     if all(f.verdict == "undetermined" for f in errors):
         return UNDETERMINED
     growing = any(f.verdict in ("exploding", "diverged") for f in errors)

@@ -1,11 +1,14 @@
 """The probe API: how a statistic of a recorded tensor is defined, named and selected.
 
-A probe is a function ``probe(x, ctx) -> Tensor`` returning a 0-d tensor. It is called on the tensor's
-own device, with ``x`` detached and already in float32, and must not move data to the host: the recorder
-stacks every probe's result for the whole model and moves them once per step. ``ctx`` says what ``x`` is
-(:class:`ProbeContext`). Register a probe with :func:`register_probe`; runs select probes by name
-(:mod:`coordscope.probe_select`). The built-in probes (:mod:`coordscope.probes`) are written against this
-module alone, like any user's.
+A probe is a function ``probe(x, ctx) -> Tensor | None`` returning a 0-d tensor. It is called on the
+tensor's own device, with ``x`` detached and already in float32, and must not move data to the host: the
+recorder stacks every probe's result for the whole model and moves them once per step. ``ctx`` says what
+``x`` is (:class:`ProbeContext`). A probe that has no meaning for a tensor (an operator norm of a bias)
+returns None, and no row is written for it; ``register_probe(name, sites=...)`` says at once which sites a
+probe applies to, so that it is not even called elsewhere (and the recorder keeps its cheaper sampled
+measurements for the sites no other probe needs whole). Register a probe with :func:`register_probe`; runs
+select probes by name (:mod:`coordscope.probe_select`). The built-in probes (:mod:`coordscope.probes`) are
+written against this module alone, like any user's.
 
 Example::
 
@@ -18,7 +21,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -43,22 +46,39 @@ class ProbeContext:
 
 
 class Probe(Protocol):
-    """A statistic of one tensor: returns a 0-d float tensor on the tensor's device."""
+    """A statistic of one tensor: returns a 0-d float tensor on the tensor's device, or None where it does
+    not apply to that tensor (no row is written)."""
 
-    def __call__(self, x: torch.Tensor, ctx: ProbeContext) -> torch.Tensor: ...
+    def __call__(self, x: torch.Tensor, ctx: ProbeContext) -> torch.Tensor | None: ...
 
 
 _REGISTRY: dict[str, Probe] = {}
 
 
-def register_probe(name: str) -> Callable[[Probe], Probe]:
-    """Decorator: make ``fn`` selectable as ``name`` (``--probes name``)."""
+def register_probe(name: str, *, sites: Iterable[str] | None = None) -> Callable[[Probe], Probe]:
+    """Decorator: make ``fn`` selectable as ``name`` (``--probes name``). ``sites``: the only sites it
+    applies to (None: every site); stored on the function as ``sites``, which a probe loaded from a file may
+    set itself."""
 
     def decorate(fn: Probe) -> Probe:
+        if sites is not None:
+            fn.sites = frozenset(sites)  # type: ignore[attr-defined]
         _REGISTRY[name] = fn
         return fn
 
     return decorate
+
+
+def probe_sites(probe: Probe) -> frozenset[str] | None:
+    """The sites ``probe`` applies to (its ``sites`` attribute), or None for every site."""
+    sites = getattr(probe, "sites", None)
+    return None if sites is None else frozenset(sites)
+
+
+def applies(probe: Probe, site: str) -> bool:
+    """Whether ``probe`` is recorded at ``site``."""
+    sites = probe_sites(probe)
+    return sites is None or site in sites
 
 
 def registry() -> dict[str, Probe]:

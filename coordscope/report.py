@@ -200,11 +200,18 @@ def _steps_cell(steps: Sequence[int] | None) -> str:
     return ",".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
 
 
+def _site_cell(row: Mapping[str, Any], probe: str) -> str:
+    """The site, and the probe where it is not the run's chosen one (``param_update [rel_spectral]``: a
+    weight's update relative to the weight, as a spectral norm)."""
+    return row["site"] if row["probe"] == probe else f"{row['site']} [{row['probe']}]"
+
+
 def render_text(report: Report, failures_only: bool = False) -> str:
     """A fixed-width table of every judged layer (worst step), then the diagnoses with their hints."""
     header = ("", "layer", "site", "role", "step", "slope ± se", "expected", "verdict", "failing steps")
     table = [header] + [
-        (_MARK.get(r["severity"], ""), r["name"], r["site"], r["role"] or "", str(r["step"]), _slope_cell(r),
+        (_MARK.get(r["severity"], ""), r["name"], _site_cell(r, report.probe), r["role"] or "", str(r["step"]),
+         _slope_cell(r),
          _range(r["expected_lo"], r["expected_hi"]), r["verdict"] or "", _steps_cell(r.get("steps")))
         for r in _rows(report, failures_only)
     ]
@@ -275,7 +282,8 @@ def render_markdown(report: Report, failures_only: bool = False) -> str:
                 f"{_md_escape(d.hint)}" for d in report.diagnoses]
     out += ["", "<details><summary>All judged layers</summary>", "", *_md_header(columns)]
     for r in _rows(report, failures_only):
-        out.append(f"| {_MD_MARK.get(r['severity'], '')} | {_md_code(r['name'])} | {r['site']} | {r['role']} | "
+        out.append(f"| {_MD_MARK.get(r['severity'], '')} | {_md_code(r['name'])} | {_site_cell(r, report.probe)} | "
+                   f"{r['role']} | "
                    f"{r['step']} | {_slope_cell(r)} | {_range(r['expected_lo'], r['expected_hi'])} | "
                    f"{r['verdict'] or ''} |")
     out += ["", "</details>", ""]

@@ -26,9 +26,15 @@ from coordscope.probe_select import DEFAULT_PROBES, resolve_probes
 from coordscope.spec import Spec, load_spec
 from coordscope.store import local_dir
 
+COORDCHECK_PROBES: tuple[str, ...] = (*DEFAULT_PROBES, "spectral")
+"""What a coordinate check records by default: ``rms`` of every site, and the spectral norms of every weight
+matrix and of its update (judged relative to each other as the spectral condition, docs/theory.md; updates of
+matrices up to :data:`coordscope.stats.WHOLE_UPDATES` entries). A user's own loop (``coordscope.recording``)
+keeps :data:`DEFAULT_PROBES` alone: it runs real training, often under torchrun, where only sums of squares
+combine across ranks."""
 COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": None, "steps": 5, "seeds": 3,
                                        "lr": 0.01,
-                                       "probes": list(DEFAULT_PROBES), "device": "cpu", "dtype": "float32",
+                                       "probes": list(COORDCHECK_PROBES), "device": "cpu", "dtype": "float32",
                                        "executor": "inline", "exact": False}
 SWEEP_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "lrs": [2.0**e for e in range(-14, -3)],
                                   "steps": 100, "seeds": 1, "device": "cpu", "executor": "inline"}

@@ -31,14 +31,22 @@ from torch import nn
 from coordscope.distributed import World, is_dtensor, piece
 from coordscope.errors import ProbeError
 from coordscope.outputs import LOSS, OUTPUT
-from coordscope.probe import Probe, ProbeContext
+from coordscope.probe import Probe, ProbeContext, applies
 from coordscope.probes import builtin
 from coordscope.roles import Layer
 from coordscope.sampling import SAMPLE, Positions, matrix, positions
 
+WHOLE_UPDATES = 1 << 18
+"""A matrix with at most this many entries (512 × 512) keeps its whole update between the step's start and end
+when a probe that is called per tensor applies to updates (``spectral``: ‖ΔW‖₂ needs all of ΔW). Why a cap:
+a whole copy of every matrix is what raised the peak memory of a recorded MLP at width 4096 to 1.48× plain
+training (issue 19); coordinate checks run their proxies at widths up to about 512, where the copies are
+small. Bigger matrices' updates get no row from such a probe unless ``exact=True``: no estimate stands in."""
+
 FORWARD_SITES: tuple[str, ...] = ("act", "act_delta", "act_grad", "loss")
 """Sites measured on the fixed batch (what an extra pass replaces); under torchrun, each rank's share of it."""
 
+PARAMETER_SITES: tuple[str, ...] = ("param", "param_grad", "param_update")
 TWIN_SITES: tuple[str, ...] = ("act", "act_delta", "act_grad")
 """Sites where one tensor can be recorded under two names (a module's output that is the model's)."""
 Key = tuple[str, str, str, str]  # name, site, probe, module
@@ -123,8 +131,11 @@ class StepStats:
     ``l1``, max|x| for ``absmax`` — one kernel each, the division and square root done for every statistic
     at once on the host — or, for any other probe, its value. ``sample``: differences of tensors with more
     entries are estimated on that many fixed entries (:mod:`coordscope.sampling`), when every probe is a
-    mean (``rms``, ``l1``); ``exact=True`` or any other probe keeps whole copies. ``world``: under
-    torchrun, every rank's partials are combined in :meth:`end`; only the probes of :data:`REDUCTIONS` can be.
+    mean (``rms``, ``l1``); ``exact=True`` or any other probe keeps whole copies — of the sites that probe
+    applies to (:func:`coordscope.probe.applies`: ``spectral`` needs whole updates, not whole activations).
+    A probe is queued only at the sites it applies to, and a probe that returns None writes no row. ``world``:
+    under torchrun, every rank's partials are combined in :meth:`end`; only the probes of :data:`REDUCTIONS`
+    can be.
     """
 
     def __init__(self, probes: Mapping[str, Probe], layers: Mapping[str, Layer], width: int, *,
@@ -140,8 +151,24 @@ class StepStats:
             raise ProbeError(f"probe {', '.join(odd)} cannot be combined across ranks; under torchrun record "
                              "with rms, l1 or absmax")
         self.reductions = found
-        means = all(r is not None and r.kind in MEANS for r in found.values())
-        self.sample = sample if means and not exact else None
+        self.exact = exact
+
+        def sampled(site: str) -> int | None:
+            means = all(r is not None and r.kind in MEANS for name, r in found.items() if applies(probes[name], site))
+            return sample if means and not exact else None
+
+        self.sample = sampled("act_delta")
+        """How many entries of a big activation its change from step 0 is measured on (None: every one)."""
+        # a reduction that is not a mean (absmax) needs every entry of every update; a probe called per tensor
+        # (spectral, your own) gets whole updates of the matrices up to WHOLE_UPDATES entries (:class:`Subsets`)
+        means = all(r is None or r.kind in MEANS for name, r in found.items() if applies(probes[name], "param_update"))
+        self.update_sample = sample if means and not exact else None
+        """The same for a parameter's update (:class:`Subsets`)."""
+        self.whole_updates = WHOLE_UPDATES if any(
+            r is None and applies(probes[name], "param_update") for name, r in found.items()) else 0
+        """Matrices up to this many entries keep their whole update, for the probes called per tensor."""
+        self._sites = {name: {site: applies(probe, site) for site in (*FORWARD_SITES, *PARAMETER_SITES)}
+                       for name, probe in probes.items()}
         self.initial: dict[str, tuple[torch.Tensor, Positions | None, tuple[int, ...]]] = {}
         self.parameters_seen: set[str] = set()
         self.scratch = Scratch()
@@ -172,14 +199,20 @@ class StepStats:
         self._counts.append(count)
         self._kinds.append(kind)
 
+    def applies(self, probe_name: str, site: str) -> bool:
+        """Whether probe ``probe_name`` is recorded at ``site``."""
+        known = self._sites[probe_name].get(site)
+        return applies(self.probes[probe_name], site) if known is None else known
+
     def add(self, name: str, site: str, tensor: torch.Tensor, module_type: str = "", *,
-            contributes: bool = True, twin_of: torch.Tensor | None = None) -> None:
+            contributes: bool = True, twin_of: torch.Tensor | None = None, reduced: bool = True) -> None:
         """Queue every probe of ``tensor`` (detached, float32). Under torchrun, ``contributes=False`` says this
         rank's values are counted by another rank (a replicated parameter): nothing is computed.
 
         A tensor queued once this step under another name (a readout's output is also ``<output>``; a hook
         on each sees the same gradient) is not measured again: its statistics are copied. ``twin_of``: the
-        tensor that identifies ``tensor`` for this (an activation, for its difference from step 0)."""
+        tensor that identifies ``tensor`` for this (an activation, for its difference from step 0).
+        ``reduced=False``: only the probes that are not :data:`REDUCTIONS` (the rest were queued in bulk)."""
         layer = self.layers.get(name)
         module = module_type or (layer.module if layer else "")
         anchor = tensor if twin_of is None else twin_of
@@ -193,6 +226,8 @@ class StepStats:
         if x.dtype != torch.float32 and contributes:
             x = x.float()
         for probe_name, reduction in self.reductions.items():
+            if not self.applies(probe_name, site) or (reduction is not None and not reduced):
+                continue
             key = (name, site, probe_name, module)
             if not contributes:
                 self._queue(key, None, 0, reduction.kind if reduction else "value")
@@ -201,13 +236,18 @@ class StepStats:
             elif reduction is not None:
                 self._queue(key, reduction.part(x, self.scratch), x.numel(), reduction.kind)
             else:
-                self._queue(key, self._probe(probe_name, x, name, site, layer), 1, "value")
+                value = self._probe(probe_name, x, name, site, layer)
+                if value is not None:  # None: the probe does not apply to this tensor
+                    self._queue(key, value, 1, "value")
         if site in TWIN_SITES:
             self._twins[(id(anchor), site)] = (weakref.ref(anchor), first, len(self._keys))
 
-    def _probe(self, probe_name: str, x: torch.Tensor, name: str, site: str, layer: Layer | None) -> torch.Tensor:
+    def _probe(self, probe_name: str, x: torch.Tensor, name: str, site: str, layer: Layer | None
+               ) -> torch.Tensor | None:
         ctx = ProbeContext(name, site, tuple(x.shape), layer.scaling_dims if layer else None, self.width, self.step)
         value = self.probes[probe_name](x, ctx)
+        if value is None:
+            return None
         if not isinstance(value, torch.Tensor) or value.dim() != 0:
             raise ProbeError(f"probe {probe_name!r} returned {type(value).__name__} "
                              f"{tuple(getattr(value, 'shape', ()))} for {name}/{site}; it must return a 0-d tensor")
@@ -246,11 +286,13 @@ class StepStats:
                  counted: Sequence[bool]) -> None:
         """Queue the built-in probes of many tensors at once: one ``torch._foreach_norm`` per probe (the 1-, 2-
         and ∞-norms are the partials of ``l1``, ``rms`` and ``absmax``). ``counted[k]`` False: this rank does
-        not count ``tensors[k]`` (under torchrun), nothing is computed for it."""
+        not count ``tensors[k]`` (under torchrun), nothing is computed for it. Other probes are left to
+        :meth:`add` with ``reduced=False``."""
         live = [t for t, c in zip(tensors, counted, strict=True) if c]
         as_float = None if all(t.dtype == torch.float32 for t in live) else torch.float32
         for probe_name, reduction in self.reductions.items():
-            assert reduction is not None, "add_many takes the built-in probes only"
+            if reduction is None or not self.applies(probe_name, site):
+                continue
             norms = iter(torch._foreach_norm(live, NORMS[reduction.kind], dtype=as_float) if live else ())
             kind = "norm" if reduction.kind == "rms" else reduction.kind
             for name, tensor, module, count in zip(names, tensors, modules, counted, strict=True):
@@ -424,9 +466,11 @@ class Subsets:
     memory (optimizers update in place). Under torchrun they are the positions of this rank's shard.
     """
 
-    def __init__(self, params: list[tuple[str, nn.Parameter]], sample: int | None, world: World | None) -> None:
+    def __init__(self, params: list[tuple[str, nn.Parameter]], sample: int | None, world: World | None,
+                 whole_matrices: int = 0) -> None:
         self.params = params
         self.sample = sample
+        self.whole_matrices = whole_matrices
         self.world = world
         self._where: dict[int, Positions | None] = {}
         self._counted: dict[int, bool] = {}
@@ -445,8 +489,15 @@ class Subsets:
         if part.row_offset is not None:
             rows, cols = matrix(part.shape)
             local_rows = part.local.shape[0] if part.local.dim() else 1
-            where = positions(rows, cols, self.sample, part.row_offset, local_rows, every_row=True)
+            whole = len(part.shape) >= 2 and rows * cols <= self.whole_matrices
+            where = positions(rows, cols, None if whole else self.sample, part.row_offset, local_rows, every_row=True)
         self._where[i] = where
+
+    def is_whole(self, i: int) -> bool:
+        """Whether parameter ``i``'s every entry is kept (its update is whole)."""
+        if i not in self._where:
+            self._plan(i)
+        return self._where[i] is None
 
     def whole(self, tensor: torch.Tensor | None) -> torch.Tensor:
         """Every entry of ``tensor`` this rank holds (its shard under FSDP2), contiguous."""
@@ -487,8 +538,10 @@ class ParameterSites:
     the step) subtracts the new values from the kept ones in place and takes ``param_update`` from that.
     With the built-in probes each of these is one ``torch._foreach_norm`` per probe for all parameters
     together (‖x‖₂, ‖x‖₁, ‖x‖∞: the partials of ``rms``, ``l1``, ``absmax``): a model has hundreds of
-    parameters, and a kernel launch per tensor cost more than the arithmetic. With ``exact=True``, or any
-    other probe, each tensor is measured in turn, whole. Under torchrun each rank
+    parameters, and a kernel launch per tensor cost more than the arithmetic. Any other probe (``spectral``)
+    is then called per tensor on whole values, where it applies: W_t is the parameter itself, and the updates
+    of matrices up to :data:`WHOLE_UPDATES` entries are kept whole for it (:attr:`StepStats.whole_updates`).
+    With ``exact=True`` each tensor is measured in turn, whole, by every probe. Under torchrun each rank
     handles its shard's entries, and a rank that does not count a replicated parameter computes nothing.
     """
 
@@ -497,11 +550,12 @@ class ParameterSites:
         self.params = params
         self.stats = stats
         self.modules = [modules.get(name, "Parameter") for name, _ in params]
-        self.subsets = Subsets(params, stats.sample, world)
+        self.subsets = Subsets(params, stats.update_sample, world, stats.whole_updates)
         self.trained = [i for i, (_, p) in enumerate(params) if p.requires_grad]
         # exact=True reads whole tensors: one dot product each then, more exact than a norm kernel on
         # millions of entries (relative error 1e-5 against 9e-5 at 4M)
-        self.batched = stats.sample is not None and all(r is not None for r in stats.reductions.values())
+        self.batched = not stats.exact and (stats.update_sample is not None or world is None)
+        self._others = [name for name, r in stats.reductions.items() if r is None]  # called per tensor
         self._kept: dict[int, torch.Tensor] = {}
         self._fresh = False  # the kept values are this step's W_t
 
@@ -546,6 +600,18 @@ class ParameterSites:
                  for i in with_grad]
         self.stats.add_many([self.params[i][0] for i in with_grad], "param_grad", grads,
                             [self.modules[i] for i in with_grad], [counted[i] for i in with_grad])
+        if self._applies("param"):
+            for i, (name, p) in enumerate(self.params):
+                if counted[i]:
+                    self.stats.add(name, "param", self.subsets.whole(p), self.modules[i], reduced=False)
+        if self._applies("param_grad"):
+            for i, grad in zip(with_grad, grads, strict=True):
+                if counted[i]:
+                    self.stats.add(self.params[i][0], "param_grad", grad, self.modules[i], reduced=False)
+
+    def _applies(self, site: str) -> bool:
+        """Whether a probe outside the bulk ones is recorded at ``site``."""
+        return any(self.stats.applies(name, site) for name in self._others)
 
     def measure_updates(self) -> None:
         """Queue ``param_update`` of every trained parameter (call under ``torch.no_grad()`` right after
@@ -565,6 +631,11 @@ class ParameterSites:
             self.stats.add_many(names, "param_update", [next(values) if c else self.params[i][1]
                                                         for i, c in zip(self.trained, counted, strict=True)],
                                 modules, counted)
+            if kept and self._applies("param_update"):  # the whole differences (Subsets.is_whole)
+                torch._foreach_neg_(kept)  # W_{t+1} − W_t for probes that may see the sign
+                for i, name, module in zip(self.trained, names, modules, strict=True):
+                    if i in self._kept and self.subsets.is_whole(i):
+                        self.stats.add(name, "param_update", self._kept[i], module, reduced=False)
             return
         if kept:
             torch._foreach_neg_(kept)  # W_{t+1} − W_t for probes that may see the sign

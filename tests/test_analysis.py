@@ -7,14 +7,16 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
 import pytest
 
-from coordscope.analysis import analyse
+from coordscope.analysis import analyse, relative_updates
 from coordscope.checking import check_run
 from coordscope.config import Override
+from coordscope.diagnose import ADAM_LIKE, ORTHOGONALISED, SGD_LIKE
 from coordscope.runmeta import SCHEMA_VERSION, RunMeta, read_meta, update_meta, write_meta
 from coordscope.store import ShardWriter, scan, shard_name
 
@@ -310,3 +312,114 @@ def test_an_embedding_lr_scaled_down_is_named_even_when_hidden_features_also_van
     update_meta(run, hyperparameters=rates)
     scaled = check_run(run)
     assert next(f.rule for f in scaled.findings if f.name == "input") == "embedding_lr_scaled"
+
+
+# ---------------------------------------------------------------- updates relative to weights
+
+
+def with_relative(run: Path, spectral: bool = False) -> pl.LazyFrame:
+    """The run's rows (also as ``spectral`` rows when asked) and the updates relative to the weights, as
+    ``coordscope check`` assembles them."""
+    rows = scan(run)
+    if spectral:
+        rows = pl.concat([rows, rows.filter(pl.col("site").is_in(["param", "param_update"]))
+                         .with_columns(probe=pl.lit("spectral"))])
+    return pl.concat([rows, relative_updates(rows)])
+
+
+def weights(slopes: dict[str, tuple[float, float]]) -> list[Curve]:
+    """``param`` and ``param_update`` curves: name → (slope of W, slope of ΔW)."""
+    roles = {"input.weight": "input", "hidden.0.weight": "hidden", "readout.weight": "output"}
+    return [c for name, (w, dw) in slopes.items()
+            for c in (Curve(name, "param", roles[name], w, 0.1), Curve(name, "param_update", roles[name], dw, 1e-3))]
+
+
+TABLE_3 = {"input.weight": (0.0, 0.0), "hidden.0.weight": (-0.5, -1.0), "readout.weight": (-1.0, -1.0)}
+"""μP with Adam as TP5 Table 3 has it: init var 1/fan_in (1/fan_in² for the readout), lr 1, 1/n, 1/n."""
+U_MU_P = {"input.weight": (0.0, 0.0), "hidden.0.weight": (0.0, -0.5), "readout.weight": (0.0, 0.0)}
+"""The same model with unit-scale weights and the width factors moved into forward multipliers (u-μP)."""
+PLAIN_ADAM = {**TABLE_3, "hidden.0.weight": (-0.5, 0.0)}
+
+
+def rel_verdicts(analysis: Any, probe: str = "rel_rms") -> dict[str, str | None]:
+    rows = analysis.fits.filter((pl.col("probe") == probe) & (pl.col("step") == 1))
+    return dict(zip(rows["name"].to_list(), rows["verdict"].to_list(), strict=True))
+
+
+SHOWN = {"input.weight": None, "readout.weight": None}
+"""Input and output matrices' ratios are shown, not judged: μP leaves them free (a readout may start below
+1/width or at zero; u-μP scales the embedding's learning rate like width^-½ on purpose)."""
+
+
+@pytest.mark.parametrize(("model", "family", "verdicts"), [
+    (TABLE_3, ADAM_LIKE, {**SHOWN, "hidden.0.weight": "flat"}),
+    (U_MU_P, ADAM_LIKE, {**SHOWN, "hidden.0.weight": "flat"}),
+    (TABLE_3, SGD_LIKE, {**SHOWN, "hidden.0.weight": "flat"}),
+    (PLAIN_ADAM, ADAM_LIKE, {**SHOWN, "hidden.0.weight": "exploding"}),
+    # a readout initialised smaller than Table 3's 1/width (its ratio grows like √width): still μP
+    ({**TABLE_3, "readout.weight": (-1.5, -1.0)}, ADAM_LIKE, {**SHOWN, "hidden.0.weight": "flat"}),
+    # Orthogonalised updates (Muon): entry sizes depend on the update's rank against the width; no family
+    # measured: nothing to go by. Neither is judged (verdict None), neither passes.
+    (PLAIN_ADAM, ORTHOGONALISED, {**SHOWN, "hidden.0.weight": None}),
+    (PLAIN_ADAM, None, {**SHOWN, "hidden.0.weight": None}),
+])
+def test_entrywise_updates_relative_to_weights_are_judged_by_the_measured_family(tmp_path, model, family, verdicts):
+    """rms(ΔW)/rms(W): width^-½ for hidden matrices under Adam-like and SGD-like updates (TP5 Table 3),
+    whichever way the width factors are shared between init, multiplier
+    and learning rate (Table 3 and u-μP give the same ratios from different raw slopes)."""
+    run = write_run(tmp_path / "run", [*mup_model(), *weights(model)])
+    analysis = analyse(with_relative(run), family=family)
+    assert rel_verdicts(analysis) == verdicts
+    assert analysis.family == family
+    raw = analysis.fits.filter(pl.col("site").is_in(["param", "param_update"]) & (pl.col("probe") == "rms"))
+    assert not raw["judged"].any()  # the raw sizes are a convention: shown, not judged
+
+
+def test_spectral_updates_relative_to_weights_are_judged_for_hidden_matrices_whatever_the_family(tmp_path):
+    """‖ΔW‖₂/‖W‖₂ (the spectral condition) of hidden matrices is flat for every optimizer; input and output
+    matrices are shown only (a fixed vocabulary or input size is not small against the width)."""
+    run = write_run(tmp_path / "run", [*mup_model(), *weights({**PLAIN_ADAM, "readout.weight": (-1.0, 0.0)})])
+    for family in (ADAM_LIKE, SGD_LIKE, ORTHOGONALISED, None):
+        verdicts = rel_verdicts(analyse(with_relative(run, spectral=True), family=family), "rel_spectral")
+        assert verdicts == {"input.weight": None, "hidden.0.weight": "exploding", "readout.weight": None}, family
+
+
+def test_a_weight_that_is_exactly_zero_at_init_has_no_relative_update(tmp_path):
+    """A zero-initialised matrix (a readout as in mup's examples, a residual projection some GPT recipes
+    zero): W_0 = 0 has no ratio, and its later W_t is made of its own updates, so no step gets a row — not a
+    division by zero, and not a false verdict on a hidden matrix that starts at zero."""
+    def zero_init(name: str, site: str, width: int, seed: int, step: int, value: float) -> float:
+        return 0.0 if (name in ("readout.weight", "hidden.0.weight") and site == "param" and step == 0) else value
+
+    run = write_run(tmp_path / "run", [*mup_model(), *weights(PLAIN_ADAM)], patch=zero_init)
+    rel = relative_updates(scan(run)).collect()
+    assert set(rel["name"].unique()) == {"input.weight"}
+    assert rel["value"].is_finite().all()
+    assert analyse(with_relative(run), family=ADAM_LIKE).findings == []
+
+
+def test_the_gradient_reaching_the_output_is_judged_flat_and_inner_gradients_are_shown(tmp_path):
+    curves = [*mup_model(), Curve("<output>", "act_grad", "output", 0.6), Curve("hidden.0", "act_grad", "hidden", -1.0)]
+    report = check_run(write_run(tmp_path / "run", curves))
+    assert {(f.name, f.site, f.verdict, f.rule) for f in report.errors} == {
+        ("<output>", "act_grad", "exploding", "output_grad")}
+    inner = report.fits.filter((pl.col("name") == "hidden.0") & (pl.col("site") == "act_grad"))
+    assert not inner["judged"].any()
+
+
+def test_check_measures_the_family_and_judges_the_hidden_update_by_it(tmp_path):
+    """End to end: the optimizer's groups (hidden lr ∝ 1/width) and the updates make the family Adam-like,
+    and a hidden update that does not shrink against its weight fails, named by the plain-Adam rule."""
+    def run_with(model: dict[str, tuple[float, float]], name: str) -> Any:
+        grads = [Curve("hidden.0.weight", "param_grad", "hidden", -1.0)]
+        run = write_run(tmp_path / name, [*mup_model(), *weights(model), *grads])
+        hidden_lr = -1.0 if model is TABLE_3 else 0.0
+        update_meta(run, hyperparameters={str(w): {"hidden.0.weight": {"lr": 0.01 * (w / 64) ** hidden_lr}}
+                                          for w in WIDTHS})
+        return check_run(run)
+
+    good, bad = run_with(TABLE_3, "good"), run_with(PLAIN_ADAM, "bad")
+    assert good.optimizer_family == bad.optimizer_family == ADAM_LIKE
+    assert good.ok
+    assert [(f.name, f.probe, f.verdict, f.rule) for f in bad.errors] == [
+        ("hidden.0.weight", "rel_rms", "exploding", "plain_adam")]

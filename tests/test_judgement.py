@@ -29,6 +29,16 @@ tolerance = 2.5
 name = "*"
 site = "act"
 tolerance = 2.5
+
+[[tool.coordscope.override]]
+name = "*"
+site = "param_update"
+tolerance = 2.5
+
+[[tool.coordscope.override]]
+name = "*"
+site = "act_grad"
+tolerance = 2.5
 """
 
 

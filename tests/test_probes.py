@@ -7,8 +7,10 @@ import math
 import pytest
 import torch
 
-from coordscope.probe import ProbeContext
+from coordscope.probe import ProbeContext, probe_sites
 from coordscope.probe_select import resolve_probes
+from coordscope.sampling import SAMPLE
+from coordscope.stats import WHOLE_UPDATES, StepStats
 
 CTX = ProbeContext("x", "act", (), None, 8, 0)
 
@@ -56,19 +58,73 @@ def test_spectral_probe_is_the_operator_norm_over_the_spectral_scale() -> None:
                        torch.randn(fan_out, 3, generator=generator) @ torch.randn(3, fan_in, generator=generator)):
             ctx = ProbeContext("w", "param_update", (fan_out, fan_in), (True, True), fan_out, 0)
             exact = torch.linalg.matrix_norm(matrix, ord=2) / (fan_out / fan_in) ** 0.5
-            assert 0.9 < float(spectral(matrix, ctx) / exact) <= 1.0 + 1e-5
-    activation = torch.randn(8, 32, generator=generator)
-    ctx = ProbeContext("h", "act", (8, 32), (False, True), 32, 0)
-    assert torch.allclose(spectral(activation, ctx), activation.pow(2).mean().sqrt())  # not a weight: its rms
+            value = spectral(matrix, ctx)
+            assert value is not None and 0.9 < float(value / exact) <= 1.0 + 1e-5
+    # No operator norm where there is no matrix: an activation, a gradient, a bias
+    assert probe_sites(spectral) == frozenset({"param", "param_update"})
+    assert spectral(torch.randn(8, 32, generator=generator), ProbeContext("h", "act", (8, 32), None, 32, 0)) is None
+    assert spectral(torch.randn(32, generator=generator), ProbeContext("b", "param", (32,), None, 32, 0)) is None
 
 
-def test_spectral_norms_of_hidden_updates_are_judged_when_recorded(tmp_path) -> None:
+def test_a_probe_is_queued_only_where_it_applies_and_none_writes_no_row() -> None:
+    """Declared sites keep a probe away from the others, and a probe returning None writes no row; the
+    sampled measurement of differences stays on where no whole-tensor probe applies."""
+    calls: list[str] = []
+
+    def matrices(x: torch.Tensor, ctx: ProbeContext) -> torch.Tensor | None:
+        calls.append(ctx.name)
+        return x.abs().amax() if x.dim() >= 2 else None
+
+    matrices.sites = frozenset({"param", "param_update"})  # type: ignore[attr-defined]
+    stats = StepStats({"rms": resolve_probes("rms")["rms"], "matrices": matrices}, {}, 8)
+    # act_delta and updates sampled; the matrices' updates up to WHOLE_UPDATES entries kept whole for the probe
+    assert stats.sample == SAMPLE and stats.update_sample == SAMPLE and stats.whole_updates == WHOLE_UPDATES
+    stats.begin(0)
+    stats.add("w", "param", torch.randn(4, 4))
+    stats.add("b", "param", torch.randn(4))
+    stats.add("h", "act", torch.randn(2, 4))
+    stats.add("w", "param_grad", torch.randn(4, 4))
+    columns = stats.end()
+    assert sorted(zip(columns["names"], columns["sites"], columns["probes"], strict=True)) == [
+        ("b", "param", "rms"), ("h", "act", "rms"), ("w", "param", "matrices"), ("w", "param", "rms"),
+        ("w", "param_grad", "rms")]
+    assert calls == ["w", "b"]
+    assert StepStats(resolve_probes("rms,spectral"), {}, 8).whole_updates == WHOLE_UPDATES
+    assert StepStats(resolve_probes("rms,spectral"), {}, 8).sample == SAMPLE
+    assert StepStats(resolve_probes("rms"), {}, 8).update_sample == SAMPLE
+    assert StepStats(resolve_probes("rms"), {}, 8).whole_updates == 0
+    assert StepStats(resolve_probes("rms,absmax"), {}, 8).update_sample is None  # a max needs every entry
+
+
+def test_a_coord_check_records_spectral_norms_of_matrices_and_judges_them_relative_to_the_weight(tmp_path) -> None:
+    """By default (no --probes) a coordinate check records ‖W‖₂ and ‖ΔW‖₂ of every weight matrix, and
+    judges ‖ΔW‖₂/‖W‖₂ of the hidden ones: flat under μP, growing under SP with Adam."""
     import coordscope
 
-    grid = {"widths": [64, 128, 256], "steps": 2, "seeds": 2, "probes": "rms,spectral", "progress": False}
+    grid = {"widths": [64, 128, 256], "steps": 2, "seeds": 2, "progress": False}
     sp = coordscope.check("mlp-sp", out=tmp_path / "sp", **grid)
-    spectral = [f for f in sp.errors if f.probe == "spectral"]
+    assert tuple(sp.meta.probes) == ("rms", "spectral")
+    rows = coordscope.load(tmp_path / "sp").filter(probe="spectral")
+    assert set(rows["site"]) == {"param", "param_update"}
+    assert set(rows["name"]) == {"input.weight", "hidden.0.weight", "hidden.1.weight", "readout.weight"}
+    spectral = [f for f in sp.errors if f.probe == "rel_spectral"]
     assert {f.name for f in spectral} == {"hidden.0.weight", "hidden.1.weight"}
     assert all(f.site == "param_update" and f.verdict == "exploding" and f.slope > 0.75 for f in spectral)
     mup = coordscope.check("mlp-mup", out=tmp_path / "mup", **grid)
-    assert mup.ok and mup.fits.filter((mup.fits["probe"] == "spectral") & mup.fits["judged"]).height == 2 * 3
+    judged = mup.fits.filter((mup.fits["probe"] == "rel_spectral") & mup.fits["judged"])
+    assert mup.ok and set(judged["name"]) == {"hidden.0.weight", "hidden.1.weight"}
+    assert judged["verdict"].to_list() == ["flat"] * judged.height and judged.height >= 4
+    weights = rows.filter(site="param")
+    assert set(weights["step"]) == {0}  # ‖W‖₂ at t = 0 only; every step's ‖ΔW_t‖₂ is divided by it
+
+
+def test_spectral_norms_of_updates_are_measured_on_matrices_kept_whole_only(tmp_path) -> None:
+    """A matrix above WHOLE_UPDATES entries keeps no whole update (no second copy of a big model): its
+    ‖ΔW‖₂ has no row at that width, and nothing estimates it; its ‖W‖₂ (no copy needed) is there."""
+    import coordscope
+
+    coordscope.run("mlp-mup", out=tmp_path / "run", widths=[256, 1024], steps=1, seeds=1, progress=False)
+    rows = coordscope.load(tmp_path / "run").filter(probe="spectral", name="hidden.0.weight")
+    assert 1024 * 1024 > WHOLE_UPDATES >= 256 * 256
+    assert sorted(rows.filter(site="param")["width"]) == [256, 1024]
+    assert set(rows.filter(site="param_update")["width"]) == {256}

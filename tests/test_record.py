@@ -104,7 +104,7 @@ def test_mlp_run_covers_every_width_seed_step_and_site(tmp_path):
     assert combos.height == 4 * 3 * 6
     assert all(sorted(sites) == sorted(SITES) for sites in combos["site"])
     # every parameter and every leaf module appears at every (width, seed, step)
-    counts = frame.group_by("width", "seed", "step").len()["len"].unique().to_list()
+    counts = frame.filter(probe="rms").group_by("width", "seed", "step").len()["len"].unique().to_list()
     assert len(counts) == 1
     assert frame["value"].is_finite().all()
 
@@ -196,10 +196,10 @@ def test_parameters_without_a_gradient_still_get_their_param_rows(tmp_path):
     frame = coordscope.load(coordscope.run(spec, widths=[4, 8], steps=2, seeds=1, lr=LR, out=tmp_path / "r",
                                            progress=False))
     for name in ("unused.weight", "frozen", "a.weight"):
-        assert sorted(frame.filter(name=name, site="param", width=8)["step"]) == [0, 1, 2], name
+        assert sorted(frame.filter(name=name, site="param", probe="rms", width=8)["step"]) == [0, 1, 2], name
     assert frame.filter(name="unused.weight", site="param_grad").is_empty()
     assert frame.filter(name="frozen", site="param_grad").is_empty()
-    assert frame.filter(name="unused.weight", site="param_update")["value"].to_list() == [0.0] * 6
+    assert frame.filter(name="unused.weight", site="param_update")["value"].to_list() == [0.0] * 12  # rms, spectral
     assert frame.filter(name="frozen", site="param_update").is_empty()  # not trained: not tracked
     assert frame.filter(name="frozen", site="param")["value"].to_list() == pytest.approx([1.0] * 6, rel=1e-6)
 

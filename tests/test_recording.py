@@ -80,7 +80,8 @@ def _rows(run_dir: Path) -> dict[tuple, tuple[float, str]]:
 
 def test_own_loop_records_what_coordscope_run_records(tmp_path):
     """The spec's loop written by hand gives the same rows, values and roles as `coordscope run`."""
-    ran = coordscope.run(TINY, widths=[4, 8], steps=3, seeds=[0, 1], lr=0.1, out=tmp_path / "run", progress=False)
+    ran = coordscope.run(TINY, widths=[4, 8], steps=3, seeds=[0, 1], lr=0.1, probes="rms", out=tmp_path / "run",
+                         progress=False)  # the own loop's default probes
     for width in (4, 8):
         for seed in (0, 1):
             torch.manual_seed(seed)

@@ -26,6 +26,10 @@ from coordscope.spec import Spec
 
 CONTRACT_KEYS = {"name", "site", "probe", "step", "slope", "stderr", "expected", "verdict", "severity", "hint"}
 MLP_LAYERS = ("input", "hidden.0", "hidden.1", "readout", "<output>")  # judged at act and act_delta each
+HIDDEN_MATRICES = ("hidden.0.weight", "hidden.1.weight")  # their updates relative to them: rel_rms, rel_spectral
+JUDGED_SITES = {*((n, s, "rms") for n in MLP_LAYERS for s in ("act", "act_delta")), ("<output>", "act_grad", "rms"),
+                *((m, "param_update", p) for m in HIDDEN_MATRICES for p in ("rel_rms", "rel_spectral"))}
+JUDGED = len(JUDGED_SITES)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +93,7 @@ def error_keys(report: Report) -> set[tuple[str, str, str]]:
 
 def test_headline_of_a_passing_run(mup):
     judged = mup.judged.filter(pl.col("layer_judged")).height
-    assert judged == 2 * len(MLP_LAYERS)
+    assert judged == JUDGED
     assert mup.ok and mup.complete and mup.errors == []
     assert mup.headline == f"PASS: {judged} judged layer sites scale as μP predicts · regime: μP-like"
 
@@ -97,8 +101,8 @@ def test_headline_of_a_passing_run(mup):
 def test_headline_of_a_failing_run_counts_distinct_violating_layer_sites(sp):
     assert not sp.ok
     violating = len(error_keys(sp))
-    assert 4 <= violating <= 2 * len(MLP_LAYERS)
-    assert sp.headline == (f"FAIL: {violating} of {2 * len(MLP_LAYERS)} judged layer sites violate μP"
+    assert 4 <= violating <= JUDGED
+    assert sp.headline == (f"FAIL: {violating} of {JUDGED} judged layer sites violate μP"
                            " · regime: SP-like (exploding)")
 
 
@@ -116,7 +120,7 @@ def test_headline_counts_violations_and_unjudged_separately(sp):
     extra = replace(sp.errors[0], name="hidden.9", verdict="undetermined", slope=None, rule="undetermined")
     mixed = replace(sp, findings=[*sp.findings, extra])
     violating = len(error_keys(sp))
-    assert mixed.headline.startswith(f"FAIL: {violating} of 10 judged layer sites violate μP, 1 could not be judged"
+    assert mixed.headline.startswith(f"FAIL: {violating} of {JUDGED} judged layer sites violate μP, 1 could not be judged"
                                      " · regime:")
     # layer sites are counted, not findings: the same (name, site, probe) twice is one violating site
     doubled = replace(sp, findings=[*sp.findings, sp.errors[0]])
@@ -147,7 +151,7 @@ def test_to_dict_contract(sp, runs):
     assert data["run"] == "mlp-sp" and data["spec"] == "mlp-sp" and data["run_dir"] == str(runs["mlp-sp"])
     assert data["regime"] == sp.regime and data["probe"] == "rms"
     assert data["tolerance"] == {"absolute": 0.25, "sigma": 3.0}
-    assert data["counts"] == {"judged": 10, "errors": len(sp.errors),
+    assert data["counts"] == {"judged": JUDGED, "errors": len(sp.errors),
                               "warnings": sum(f.severity == "warning" for f in sp.findings)}
     assert len(data["findings"]) == len(sp.findings) > 0
     for item, f in zip(data["findings"], sp.findings, strict=True):
@@ -157,8 +161,7 @@ def test_to_dict_contract(sp, runs):
         assert item["verdict"] in ("exploding", "vanishing", "diverged", "undetermined")
         assert item["severity"] in ("error", "warning") and item["hint"] == f.hint and item["hint"]
     assert {d["rule"] for d in data["diagnoses"]} == {d.rule for d in sp.diagnoses}
-    assert {(r["name"], r["site"]) for r in data["layers"]} == {(n, s) for n in MLP_LAYERS
-                                                                 for s in ("act", "act_delta")}
+    assert {(r["name"], r["site"], r["probe"]) for r in data["layers"]} == JUDGED_SITES
     assert data["hyperparameters"]["optimizer_family"] == sp.optimizer_family
     # per_step: every judged (layer, step), so an early rise that flattens later can be read
     steps = sorted(r["step"] for r in data["per_step"] if r["name"] == "readout" and r["site"] == "act_delta")
@@ -187,7 +190,7 @@ def test_render_json_failures_only_keeps_failing_layers(sp, mup):
     assert {(r["name"], r["site"], r["probe"]) for r in data["per_step"]} == failing
     assert len(data["findings"]) == len(sp.findings)
     empty = json.loads(mup.render("json", failures_only=True))
-    assert empty["layers"] == [] and empty["per_step"] == [] and empty["counts"]["judged"] == 10
+    assert empty["layers"] == [] and empty["per_step"] == [] and empty["counts"]["judged"] == JUDGED
 
 
 def test_temporary_runs_have_no_run_dir(sp):
@@ -209,10 +212,10 @@ def test_render_text(sp):
     assert lines[1] == sp.headline
     assert lines[3].split() == ["layer", "site", "role", "step", "slope", "±", "se", "expected", "verdict", "failing",
                                 "steps"]
-    rows = [line.split() for line in lines[4:4 + 10]]
+    rows = [line.split() for line in lines[4:4 + JUDGED]]
     assert [(r[1], r[2]) for r in rows if r[0] == "FAIL"] == [
         (f.name, f.site) for f in sp.findings if f.severity == "error"]
-    assert sum(r[0] == "ok" for r in rows) == 10 - len(error_keys(sp))
+    assert sum(r[0] == "ok" for r in rows) == JUDGED - len(error_keys(sp))
     assert "  diagnosis:" not in text and "\ndiagnosis:\n" in text
     for d in sp.diagnoses:
         assert f"  [{d.rule}] {d.title}: {', '.join(d.layers)}" in lines
@@ -242,15 +245,15 @@ def test_render_junit(sp):
     (suite,) = root
     errors = [f for f in sp.findings if f.severity == "error"]
     assert suite.get("name") == "coordscope.mlp-sp"
-    assert root.get("tests") == suite.get("tests") == "10"
+    assert root.get("tests") == suite.get("tests") == str(JUDGED)
     assert root.get("failures") == suite.get("failures") == str(len(errors))
     cases = suite.findall("testcase")
-    assert len(cases) == 10 and all(c.get("classname") == "coordscope.mlp-sp" for c in cases)
-    assert {c.get("name") for c in cases} == {f"{n} · {s} [rms]" for n in MLP_LAYERS for s in ("act", "act_delta")}
+    assert len(cases) == JUDGED and all(c.get("classname") == "coordscope.mlp-sp" for c in cases)
+    assert {c.get("name") for c in cases} == {f"{n} · {s} [{p}]" for n, s, p in JUDGED_SITES}
     failed = {c.get("name"): c.find("failure") for c in cases if c.find("failure") is not None}
-    assert set(failed) == {f"{f.name} · {f.site} [rms]" for f in errors}
+    assert set(failed) == {f"{f.name} · {f.site} [{f.probe}]" for f in errors}
     for f in errors:
-        failure = failed[f"{f.name} · {f.site} [rms]"]
+        failure = failed[f"{f.name} · {f.site} [{f.probe}]"]
         assert failure.get("type") == f.verdict and failure.text == f.hint
         assert failure.get("message").startswith(f"{f.verdict}: slope {f.slope:+.2f} ± ")
         assert f" at step {f.step}, expected " in failure.get("message")
@@ -266,7 +269,7 @@ def test_render_junit_warning_goes_to_system_out(sp, mup):
     assert case.find("system-out").text.endswith(f.hint)
 
     clean = ET.fromstring(mup.render("junit").split("\n", 1)[1])
-    assert clean.get("failures") == "0" and clean.get("tests") == "10"
+    assert clean.get("failures") == "0" and clean.get("tests") == str(JUDGED)
     assert not list(clean.iter("failure")) and not list(clean.iter("system-out"))
 
 
@@ -288,7 +291,7 @@ def test_render_markdown_of_a_failing_run(sp):
         assert all(f"`{name}`" in bullet for name in d.layers)
     assert "<details><summary>All judged layers</summary>" in lines and "</details>" in lines
     details = lines[lines.index("<details><summary>All judged layers</summary>"):]
-    assert sum(line.startswith("| ✅ |") for line in details) + sum(line.startswith("| ❌ |") for line in details) == 10
+    assert sum(line.startswith("| ✅ |") for line in details) + sum(line.startswith("| ❌ |") for line in details) == JUDGED
 
 
 def test_render_markdown_of_a_passing_run(mup):

@@ -35,15 +35,22 @@ def test_a_readout_that_is_the_output_is_judged_as_it(tmp_path: Path) -> None:
     assert not read_meta(run).layers["lm_head"].rescaled  # mup-style: the multiplier inside the module
 
 
-def test_a_zero_readout_checked_for_one_step_cannot_pass(tmp_path: Path) -> None:
-    result = CliRunner().invoke(main, ["check", "gpt-zero-readout-plain-adam", "--widths", "64,128,256",
+@pytest.mark.parametrize(("sample", "regime"), [("gpt-zero-readout", "undetermined"),
+                                               ("gpt-zero-readout-plain-adam", "SP-like (exploding)")])
+def test_a_zero_readout_checked_for_one_step_cannot_pass(tmp_path: Path, sample: str, regime: str) -> None:
+    """One step: every hidden act_delta is exactly 0 at t = 1, so those layers cannot be judged and the
+    check fails asking for more steps. The weights' updates at t = 1 are there, though, and relative to the
+    weights they already show plain Adam's hidden updates growing with width."""
+    result = CliRunner().invoke(main, ["check", sample, "--widths", "64,128,256",
                                        "--seeds", "1", "--steps", "1", "--out", str(tmp_path / "r"), "--format", "json"])
     assert result.exit_code == 1, result.output
     report = json.loads(result.stdout)
     undetermined = [f for f in report["findings"] if f["verdict"] == "undetermined"]
     assert undetermined and all(f["severity"] == "error" for f in undetermined)
     assert all("more steps" in f["hint"] for f in undetermined)
-    assert report["regime"] == "undetermined"
+    assert report["regime"] == regime
+    named = {(f["probe"], f["rule"]) for f in report["findings"] if f["site"] == "param_update"}
+    assert named == (set() if regime == "undetermined" else {("rel_rms", "plain_adam"), ("rel_spectral", "plain_adam")})
 
 
 def test_more_steps_show_the_plain_adam_bug_behind_a_zero_readout(tmp_path: Path) -> None:

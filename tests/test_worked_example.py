@@ -20,7 +20,7 @@ def test_the_plain_model_fails_naming_the_readout_and_the_hidden_lr(tmp_path: Pa
     assert [(n.role, n.key) for n in report.notes] == [("hidden", "lr")]
 
 
-@pytest.mark.parametrize(("example", "judged"), [("mup_by_hand.py", 6), ("mup_package.py", 8)])
+@pytest.mark.parametrize(("example", "judged"), [("mup_by_hand.py", 9), ("mup_package.py", 11)])
 def test_the_mup_versions_pass(tmp_path: Path, example: str, judged: int) -> None:
     pytest.importorskip("mup")
     report = coordscope.check(str(EXAMPLE / example), out=tmp_path / "r", **GRID)
