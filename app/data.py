@@ -128,7 +128,7 @@ class RunData:
 
     def scan(self) -> pl.LazyFrame:
         """A lazy scan of the readable shards."""
-        return pl.scan_parquet([str(p) for p in self.shards])
+        return pl.scan_parquet([str(p) for p in self.shards], glob=False)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -147,8 +147,8 @@ def run_data(run_dir: Path, key: Stamp) -> RunData:
         raise StoreError(f"{run_dir}: no readable shards yet" + (f" ({len(problems)} damaged)" if problems else ""))
     # The first shard holds every name in the order the recorder met them (the model's order); the
     # distinct (name, site, probe, role) combinations of the whole run are few, whatever its row count.
-    order = pl.scan_parquet(str(shards[0])).select("name").unique(maintain_order=True).collect()["name"]
-    frame = pl.scan_parquet([str(p) for p in shards])
+    order = pl.scan_parquet(str(shards[0]), glob=False).select("name").unique(maintain_order=True).collect()["name"]
+    frame = pl.scan_parquet([str(p) for p in shards], glob=False)
     combos = frame.select("name", "site", "probe", "role").unique().collect()
     steps = frame.select("step").unique().collect()["step"].sort()
     rank = {name: i for i, name in enumerate(order)}

@@ -107,7 +107,7 @@ def _model_order(run_dir: Path) -> list[str]:
     first = shard_paths(run_dir)[:1]
     if not first:
         return []
-    names = pl.scan_parquet(first[0]).select("name").unique(maintain_order=True).collect()
+    names = pl.scan_parquet(first[0], glob=False).select("name").unique(maintain_order=True).collect()
     return names.get_column("name").to_list()
 
 

@@ -252,7 +252,7 @@ def scan(run_dir: str | os.PathLike[str], *, check: bool = True) -> pl.LazyFrame
         raise StoreError(f"{run_dir}: no finished shards yet")
     if check:
         _check_shards(paths)
-    return pl.scan_parquet([str(p) for p in paths])
+    return pl.scan_parquet([str(p) for p in paths], glob=False)  # a run dir may hold [ ] * ?
 
 
 def load(run_dir: str | os.PathLike[str]) -> pl.DataFrame:

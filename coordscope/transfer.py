@@ -69,7 +69,7 @@ def load_sweep(run_dir: str | os.PathLike[str]) -> pl.DataFrame:
     if not paths:
         raise StoreError(f"{run_dir}: no finished sweep jobs yet")
     try:
-        frame = pl.read_parquet([str(p) for p in paths])
+        frame = pl.read_parquet([str(p) for p in paths], glob=False)
     except Exception as exc:
         raise StoreError(f"{run_dir}: cannot read shards ({type(exc).__name__}: {exc})") from exc
     missing = [c for c in SCHEMA.names if c not in frame.columns]

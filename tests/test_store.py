@@ -475,3 +475,20 @@ def test_a_meta_that_is_not_a_json_object_is_refused(tmp_path, text, message):
 def test_store_errors_are_coordscope_errors():
     assert issubclass(StoreError, CoordscopeError) and issubclass(ConfigError, CoordscopeError)
     assert not issubclass(StoreError, ConfigError)
+
+
+def test_a_run_dir_with_glob_characters_in_its_path_loads_checks_and_reports(tmp_path):
+    """Paths are paths, not patterns: ``[0, 1]`` or ``*`` in a run directory's name (a seed list pasted into
+    --out) used to reach polars as a glob that matched nothing."""
+    from click.testing import CliRunner
+
+    import coordscope
+    from coordscope.cli import main
+
+    out = tmp_path / "runs" / "seeds[0, 1]*?"
+    coordscope.run("mlp-mup", widths=[32, 64], steps=1, seeds=[0, 1], out=out, progress=False)
+    assert coordscope.load(out).height > 0
+    assert coordscope.check(out).complete
+    result = CliRunner().invoke(main, ["check", str(out), "--format", "json"])
+    assert result.exit_code in (0, 1) and json.loads(result.output)["run_dir"] == str(out)
+    assert CliRunner().invoke(main, ["report", str(out), "--out", str(tmp_path / "r.html")]).exit_code == 0
