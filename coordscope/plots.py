@@ -271,31 +271,34 @@ def _signed(value: float | None) -> str:
 def slope_heatmap(fits: pl.DataFrame, *, order: Sequence[str] | None = None, title: str | None = None) -> go.Figure:
     """Slope per layer × step, coloured by verdict, the slope written in each cell.
 
-    ``fits``: ``Report.fits`` (already filtered to the sites and probes to show). Rows are "name · site"
-    in ``order`` of names (the model's), first at the top; hovering a cell gives slope ± stderr, the
+    ``fits``: ``Report.fits`` (already filtered to the sites and probes to show). Rows are "name · site",
+    with ``[probe]`` where it is not the probe of most rows, in ``order`` of names (the model's), first at the top; hovering a cell gives slope ± stderr, the
     expected range and the verdict.
     """
     categories = list(VERDICT_COLOURS)
     code = {c: i for i, c in enumerate(categories)}
     rank = {name: i for i, name in enumerate(order or ())}
     steps = sorted(fits.get_column("step").unique().to_list()) if fits.height else []
-    keys = sorted({(str(n), str(s)) for n, s in fits.select("name", "site").iter_rows()},
-                  key=lambda k: (rank.get(k[0], len(rank)), k[0], k[1]))
-    labels = [f"{n} · {s}" for n, s in keys]
+    keys = sorted({(str(n), str(s), str(p)) for n, s, p in fits.select("name", "site", "probe").iter_rows()},
+                  key=lambda k: (rank.get(k[0], len(rank)), k[0], k[1], k[2]))
+    # most rows carry the run's probe; the others (a weight's update relative to it: rel_rms, rel_spectral)
+    # are named, or two rows of one layer and site would share a label
+    main = fits.group_by("probe").len().sort("len")["probe"][-1] if fits.height else None
+    labels = [f"{n} · {s}" + ("" if p == main else f" [{p}]") for n, s, p in keys]
     row_of = {k: i for i, k in enumerate(keys)}
     col_of = {s: j for j, s in enumerate(steps)}
     z: list[list[float | None]] = [[None] * len(steps) for _ in keys]
     text = [[""] * len(steps) for _ in keys]
     hover = [[""] * len(steps) for _ in keys]
     for r in fits.iter_rows(named=True):
-        i, j = row_of[(r["name"], r["site"])], col_of[r["step"]]
+        i, j = row_of[(r["name"], r["site"], r["probe"])], col_of[r["step"]]
         category = _verdict_category(r["verdict"])
         z[i][j] = code[category]
         text[i][j] = _signed(r["slope"])
         se = r["stderr"]
         expected = ("nothing expected" if r["expected_lo"] is None
                     else f"expected {r['expected_lo']:g}..{r['expected_hi']:g}")
-        hover[i][j] = (f"{r['name']} · {r['site']} · step {r['step']}<br>slope {_signed(r['slope'])}"
+        hover[i][j] = (f"{labels[i]} · step {r['step']}<br>slope {_signed(r['slope'])}"
                        + ("" if se is None else f" ± {se:.2f}") + f"<br>{expected}<br>{category}"
                        + (f" ({r['severity']})" if r["severity"] in ("error", "warning") else ""))
     n = len(categories)

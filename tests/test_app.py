@@ -116,7 +116,8 @@ def test_slopes_page_colours_slopes_by_verdict_beside_the_findings(monkeypatch, 
     (figure,) = _figures(at)
     heatmap = figure["data"][0]
     assert heatmap["type"] == "heatmap"
-    assert {label.split(" · ")[1] for label in heatmap["y"]} == {"act", "act_delta"}
+    assert {label.split(" · ")[1] for label in heatmap["y"]} == {
+        "act", "act_delta", "act_grad", "param_update", "param_update [rel_rms]", "param_update [rel_spectral]"}
     verdicts = list(plots.VERDICT_COLOURS)
     row = heatmap["y"].index("hidden.0 · act_delta")
     assert verdicts[heatmap["z"][row][heatmap["x"].index("1")]] == "exploding"
@@ -124,9 +125,10 @@ def test_slopes_page_colours_slopes_by_verdict_beside_the_findings(monkeypatch, 
     assert "hidden.0" in set(findings["layer"]) and findings["cause"].str.len().min() > 0
     assert {"verdict", "failing steps"} <= set(findings.columns)
     assert at.markdown, "the diagnoses are listed"
-    at.multiselect(key="sl-sites").set_value(["param_update"]).run()
+    assert "param_update [rel_spectral]" in set(findings["site"])  # a weight's update relative to it
+    at.multiselect(key="sl-sites").set_value(["act"]).run()
     (figure,) = _figures(at)
-    assert {label.split(" · ")[1] for label in figure["data"][0]["y"]} == {"param_update"}
+    assert {label.split(" · ")[1] for label in figure["data"][0]["y"]} == {"act"}
 
 
 def test_slopes_page_of_the_mup_run_has_no_findings(monkeypatch, root) -> None:

@@ -17,7 +17,8 @@ if report is None:
 fit_sites = sorted(report.fits["site"].unique().to_list())
 judged_sites = sorted(report.fits.filter(pl.col("judged"))["site"].unique().to_list())
 sites = st.sidebar.multiselect("Sites", fit_sites, default=judged_sites or fit_sites, key="sl-sites")
-fits = report.fits.filter(pl.col("site").is_in(sites))
+# the chosen probe's fits, and the judged ones derived from others (a weight's update relative to it)
+fits = report.fits.filter(pl.col("site").is_in(sites) & ((pl.col("probe") == probe) | pl.col("judged")))
 st.plotly_chart(plots.slope_heatmap(fits, order=run.names, title="slope of log2(size) per doubling of width"),
                 key="slopes")
 # Full width, one line per finding, the cause in its own column: side by side with the heatmap the
@@ -25,7 +26,8 @@ st.plotly_chart(plots.slope_heatmap(fits, order=run.names, title="slope of log2(
 st.subheader("Findings")
 if report.findings:
     st.dataframe(
-        pl.DataFrame([{"": plots.WARN if f.severity == "error" else "", "layer": f.name, "site": f.site,
+        pl.DataFrame([{"": plots.WARN if f.severity == "error" else "", "layer": f.name,
+                       "site": f.site if f.probe == probe else f"{f.site} [{f.probe}]",
                        "worst step": f.step, "slope": f.slope, "±": f.stderr, "verdict": f.verdict,
                        "failing steps": ", ".join(map(str, f.steps)), "cause": f.rule or f.hint}
                       for f in report.findings]),
