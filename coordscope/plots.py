@@ -272,8 +272,8 @@ def slope_heatmap(fits: pl.DataFrame, *, order: Sequence[str] | None = None, tit
     """Slope per layer × step, coloured by verdict, the slope written in each cell.
 
     ``fits``: ``Report.fits`` (already filtered to the sites and probes to show). Rows are "name · site",
-    with ``[probe]`` where it is not the probe of most rows, in ``order`` of names (the model's), first at the top; hovering a cell gives slope ± stderr, the
-    expected range and the verdict.
+    with ``[probe]`` where it is not the probe of most rows, in ``order`` of names (the model's), first at the
+    top; hovering a cell gives slope ± stderr, the expected range and the verdict.
     """
     categories = list(VERDICT_COLOURS)
     code = {c: i for i, c in enumerate(categories)}
