@@ -88,8 +88,9 @@ def run_options(fn: F) -> F:
                      help="A count N (seeds 0..N-1) or a comma list of seeds (default 3)."),
         click.option("--lr", callback=_parsed(lambda t: parse_float("--lr", t)),
                      help="Base learning rate handed to the spec's optimizer (default: the spec's, else 0.01)."),
-        click.option("--probes", help="Comma-separated probes: built-in names (rms, l1, absmax), "
-                     "file.py:function or module:function (default rms)."),
+        click.option("--probes", help="Comma-separated probes: built-in names (rms, l1, absmax, spectral), "
+                     "file.py:function or module:function (default rms,spectral: spectral norms of weights and "
+                     "of updates of matrices up to 512 x 512)."),
         click.option("--out", type=click.Path(file_okay=True, dir_okay=True),
                      help="Run directory to create (default runs/<spec>-<time>)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing non-empty run directory."),
