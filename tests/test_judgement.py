@@ -22,22 +22,7 @@ LENIENT = """
 
 [[tool.coordscope.override]]
 name = "*"
-site = "act_delta"
-tolerance = 2.5
-
-[[tool.coordscope.override]]
-name = "*"
-site = "act"
-tolerance = 2.5
-
-[[tool.coordscope.override]]
-name = "*"
-site = "param_update"
-tolerance = 2.5
-
-[[tool.coordscope.override]]
-name = "*"
-site = "act_grad"
+site = "*"
 tolerance = 2.5
 """
 
