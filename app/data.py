@@ -162,9 +162,20 @@ def run_data(run_dir: Path, key: Stamp) -> RunData:
 
 
 @st.cache_data(show_spinner=False, max_entries=128)
-def bands(run_dir: Path, key: Stamp, site: str, probe: str) -> pl.DataFrame:
-    """:func:`coordscope.plots.seed_bands` of one site and probe of a run, read with the filter pushed down."""
-    return seed_bands(run_data(run_dir, key).scan(), site=site, probe=probe)
+def bands(run_dir: Path, key: Stamp, site: str, probe: str, axis: str = "width", at: int | None = None
+          ) -> pl.DataFrame:
+    """:func:`coordscope.plots.seed_bands` of one site and probe of a run, read with the filter pushed down.
+
+    ``axis`` "depth" (a depth sweep): the layers matched across depths (``blocks.{last}``, …) with depth as
+    the abscissa, at width ``at`` (default the smallest); "width" with ``at`` set: the rows at depth ``at``."""
+    rows = run_data(run_dir, key).scan().filter((pl.col("site") == site) & (pl.col("probe") == probe))
+    if axis == "depth":
+        from coordscope.depth import depth_axis_rows
+
+        rows = depth_axis_rows(rows, width=at)
+    elif at is not None:
+        rows = rows.filter(pl.col("depth") == at)
+    return seed_bands(rows, site=site, probe=probe)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

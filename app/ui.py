@@ -3,7 +3,8 @@ run's status and its damaged shards. Pages compose these; :mod:`coordscope.app.d
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import streamlit as st
@@ -84,10 +85,45 @@ def chosen_coordcheck() -> tuple[data.RunEntry, data.Stamp, data.RunData]:
     return entry, key, run
 
 
+def axis_view(run: data.RunData, key: str) -> tuple[str, int | None, str | None]:
+    """Which axis a coord-check page draws: ``(axis, at, other)``. A width check: ("width", None, None). A
+    depth sweep at one width: ("depth", None, None). One that sweeps both: a sidebar choice of the axis
+    and of the other axis's value, ``other`` naming it as the fits do ("width 64", "depth 8")."""
+    depths, widths = run.meta.depths or (), run.meta.widths
+    if not depths:
+        return "width", None, None
+    if len(widths) < 2:
+        return "depth", None, None
+    axis = str(st.sidebar.radio("Axis", ["depth", "width"], key=f"{key}-axis", horizontal=True))
+    held, values = ("width", widths) if axis == "depth" else ("depth", depths)
+    at = int(st.sidebar.selectbox(f"At {held}", list(values), key=f"{key}-at-{held}"))
+    return axis, at, f"{held} {at}"
+
+
+def model_order(names: Sequence[str], shown: Iterable[str]) -> list[str]:
+    """``shown`` in the model's order (``names``: the recorded names in that order). A name matched across
+    depths (``blocks.{last}.mlp``) takes the place of the recorded name it stands for: the first, middle
+    or last of those it matches."""
+    rank = {name: i for i, name in enumerate(names)}
+
+    def place(name: str) -> tuple[int, str]:
+        if name in rank:
+            return rank[name], name
+        pattern = re.compile(re.sub(r"\\\{(first|mid|last)\\\}", r"\\d+", re.escape(name)) + "$")
+        found = [i for n, i in rank.items() if pattern.match(n)]
+        if not found:
+            return len(rank), name
+        pick = 0 if "{first}" in name else -1 if "{last}" in name else len(found) // 2
+        return found[pick], name
+
+    return sorted(shown, key=place)
+
+
 def show_status(meta: RunMeta, path: Path) -> None:
     """One caption of what the run is, and a warning while it is still being written or was cut short."""
     lr = meta.lr if meta.lr is not None else ", ".join(f"{x:g}" for x in meta.lrs or ())
-    st.caption(f"spec `{meta.spec}` · widths {','.join(map(str, meta.widths))} · seeds {len(meta.seeds)} · "
+    depths = f" · depths {','.join(map(str, meta.depths))}" if meta.depths else ""
+    st.caption(f"spec `{meta.spec}` · widths {','.join(map(str, meta.widths))}{depths} · seeds {len(meta.seeds)} · "
                f"steps {meta.steps} · {meta.optimizer or '?'} lr {lr} · `{path}`")
     if meta.status != "complete":
         done = sum((path / job.shard).is_file() for job in meta.jobs)
@@ -111,13 +147,16 @@ def verdict_banner(report: Report | None, why: str | None) -> None:
         report.headline + ("" if report.ok else ": " + ", ".join(f"{name} ({site})" for name, site in errors)))
 
 
-def layer_filter(run: data.RunData, names: Sequence[str], violating: set[str], key: str) -> list[str]:
+def layer_filter(run: data.RunData, names: Sequence[str], violating: set[str], key: str,
+                 roles: Mapping[str, str] | None = None) -> list[str]:
     """Role and layer multiselects. By default every role but the loss and, of those layers, the violating
-    ones first, up to :data:`MAX_LAYERS`; the caption says when some are left out."""
-    roles = sorted({run.roles.get(n, "unknown") for n in names})
-    default_roles = [r for r in roles if r != "loss"] or roles
-    chosen_roles = st.sidebar.multiselect("Roles", roles, default=default_roles, key=f"{key}-roles")
-    candidates = [n for n in names if run.roles.get(n, "unknown") in chosen_roles]
+    ones first, up to :data:`MAX_LAYERS`; the caption says when some are left out. ``roles``: of ``names``
+    (default the run's, by recorded name)."""
+    role_of = run.roles if roles is None else roles
+    all_roles = sorted({role_of.get(n, "unknown") for n in names})
+    default_roles = [r for r in all_roles if r != "loss"] or all_roles
+    chosen_roles = st.sidebar.multiselect("Roles", all_roles, default=default_roles, key=f"{key}-roles")
+    candidates = [n for n in names if role_of.get(n, "unknown") in chosen_roles]
     ranked = sorted(candidates, key=lambda n: n not in violating)  # stable: model order within each group
     default = [n for n in candidates if n in set(ranked[:MAX_LAYERS])]
     layers = st.sidebar.multiselect("Layers", candidates, default=default, key=f"{key}-layers")

@@ -267,13 +267,27 @@ def depth_table(fits: pl.DataFrame, names: Sequence[str], site: str, step: int) 
     return {r["name"]: r for r in rows.to_dicts()}
 
 
-def depth_axis_rows(rows: pl.LazyFrame | pl.DataFrame) -> pl.LazyFrame:
+def depth_axis_rows(rows: pl.LazyFrame | pl.DataFrame, width: int | None = None) -> pl.LazyFrame:
     """A depth sweep's rows ready to draw against depth with the width check's figures: names matched across
-    depths, depth in the ``width`` column, at the smallest width only (each figure has one abscissa)."""
-    frame = rows.collect() if isinstance(rows, pl.LazyFrame) else rows
-    smallest = frame.get_column("width").min()
-    out, _, _ = matched(frame.filter(pl.col("width") == smallest))
+    depths, depth in the ``width`` column, at one width (``width``, default the smallest: each figure has
+    one abscissa)."""
+    lazy = rows.lazy()
+    if width is None:
+        width = lazy.select(pl.col("width").min()).collect().item()
+    out, _, _ = matched(lazy.filter(pl.col("width") == width).collect())
     return out.drop("position").with_columns(width=pl.col("depth")).lazy()
+
+
+def fits_at(fits: pl.DataFrame, other: str | None) -> pl.DataFrame:
+    """The fits of one view of a run that sweeps width and depth: ``other`` is the axis held fixed and its
+    value (``"width 64"``: the depth fits at width 64; ``"depth 8"``: the width fits at depth 8), whose
+    names carry it as a suffix (``blocks.{last} @ width 64``), returned without it. None: every fit (a run
+    that sweeps one axis)."""
+    if other is None:
+        return fits
+    suffix = f" @ {other}"
+    return (fits.filter(pl.col("name").str.ends_with(suffix))
+            .with_columns(name=pl.col("name").str.strip_suffix(suffix)))
 
 
 def label_depth_axis(figure: Any) -> Any:

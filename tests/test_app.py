@@ -297,3 +297,53 @@ def test_demo_records_sp_and_mup_and_keeps_complete_runs(tmp_path) -> None:
     second = CliRunner().invoke(main, argv)
     assert second.exit_code == 0 and second.output.count("complete, kept") == 2
     assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/shard-*.parquet")}
+
+
+# --- depth sweeps ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def depth_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Depth sweeps of the CompleteP sample and of the same GPT without branch scaling, at one width, and a
+    CompleteP run over two widths and two depths."""
+    import coordscope
+
+    root = tmp_path_factory.mktemp("depth-root")
+    grid = {"widths": [32], "depths": [2, 4, 8], "steps": 2, "seeds": 1, "progress": False}
+    coordscope.run("gpt-completep", out=root / "completep", **grid)
+    coordscope.run("gpt-depth-unscaled", out=root / "unscaled", **grid)
+    coordscope.run("gpt-completep", out=root / "both", **{**grid, "widths": [32, 64], "depths": [2, 4]})
+    return root
+
+
+def _x_values(figure: dict[str, Any]) -> set[float]:
+    return {x for t in _lines(figure) for x in t["x"]}
+
+
+def test_a_depth_sweep_is_drawn_against_depth_with_layers_matched_across_depths(monkeypatch, depth_root) -> None:
+    at = _app(monkeypatch, depth_root, run="unscaled")
+    assert not at.sidebar.radio  # one width: nothing to choose, depth is the axis
+    at.selectbox(key="cc-site").set_value("act").run()
+    (figure,) = _figures(at)
+    assert _x_values(figure) == {2, 4, 8}
+    assert {a["title"]["text"] for a in _axes(figure) if a.get("title", {}).get("text") in ("width", "depth")} == {
+        "depth"}
+    layers = {t["meta"]["layer"] for t in _lines(figure)}
+    assert {"blocks.{first}", "blocks.{last}", "<output>"} <= layers and "blocks.7" not in layers
+    # without branch scaling the residual stream grows with depth: flagged, as the check says
+    assert "blocks.{last}" in {t["meta"]["layer"] for t in _lines(figure) if t["meta"]["violating"]}
+    assert at.sidebar.multiselect(key="cc-depth-act-layers").value
+
+
+def test_a_run_over_widths_and_depths_is_drawn_along_either_axis(monkeypatch, depth_root) -> None:
+    at = _app(monkeypatch, depth_root, run="both")
+    assert at.sidebar.radio(key="cc-axis").value == "depth"
+    assert at.sidebar.selectbox(key="cc-at-width").options == ["32", "64"]
+    (figure,) = _figures(at)
+    assert _x_values(figure) == {2, 4} and "at width 32" in figure["layout"]["title"]["text"]
+    at.sidebar.radio(key="cc-axis").set_value("width").run()
+    at.sidebar.selectbox(key="cc-at-depth").set_value(4).run()
+    (figure,) = _figures(at)
+    assert _x_values(figure) == {32, 64} and "at depth 4" in figure["layout"]["title"]["text"]
+    assert {"blocks.3", "<output>"} <= set(at.sidebar.multiselect(key="cc-width-act_delta-layers").options)
+    assert not any("{" in t["meta"]["layer"] for t in _lines(figure))  # real names at one depth

@@ -15,6 +15,7 @@ from pathlib import Path
 import playwright.sync_api as playwright
 import pytest
 
+import coordscope
 from coordscope.lrsweep import sweep
 
 pytestmark = pytest.mark.browser
@@ -37,6 +38,8 @@ def _free_port() -> int:
 def server(mlp_runs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``coordscope app`` on a free local port over the SP and μP runs; killed however the tests end."""
     root = tmp_path_factory.mktemp("browser-root")
+    coordscope.run("gpt-depth-unscaled", widths=[32], depths=[2, 4, 8], steps=2, seeds=1, out=root / "unscaled-depth",
+                   progress=False)  # a depth coordinate check, drawn against depth
     for name in ("mlp-sp", "mlp-mup"):
         shutil.copytree(mlp_runs[name], root / name)
     shutil.copytree(mlp_runs["mlp-mup"], root / "mlp-mup-again")  # a third run for Compare
@@ -177,6 +180,22 @@ def test_switching_site_in_the_browser_keeps_a_chart_and_the_right_steps(server:
     page.wait_for_selector(".st-key-cc-steps-act", timeout=RENDER_MS)
     steps = page.locator(".st-key-cc-steps-act").inner_text()
     assert "0" in steps.split(), steps  # act keeps its step 0
+
+
+def test_a_depth_run_is_drawn_against_depth_and_switching_site_keeps_a_chart(server: str, page) -> None:
+    page.goto(f"{server}/?run=unscaled-depth")
+    drawn = _rendered(page, CHART)
+    assert drawn["traces"] > 0 and "blocks.{last}" in drawn["violating"]  # the unscaled residual stream
+    axis = page.evaluate("""() => {
+        const c = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+        return {title: c.layout.xaxis.title.text, x: [...new Set(c.data.filter(t => t.meta).flatMap(t => t.x))]}; }""")
+    assert axis["title"] == "depth" and sorted(axis["x"]) == [2, 4, 8]
+    _choose(page, "Site", "act")
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('[data-testid="stPlotlyChart"] .js-plotly-plot')]
+            .some(chart => chart.layout && chart.layout.title && chart.layout.title.text.includes('(act)'))""",
+        timeout=RENDER_MS)
+    assert _rendered(page, CHART)["traces"] > 0
 
 
 def test_the_chosen_run_is_kept_across_pages(server: str, page) -> None:

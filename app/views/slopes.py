@@ -19,7 +19,13 @@ judged_sites = sorted(report.fits.filter(pl.col("judged"))["site"].unique().to_l
 sites = st.sidebar.multiselect("Sites", fit_sites, default=judged_sites or fit_sites, key="sl-sites")
 # the chosen probe's fits, and the judged ones derived from others (a weight's update relative to it)
 fits = report.fits.filter(pl.col("site").is_in(sites) & ((pl.col("probe") == probe) | pl.col("judged")))
-st.plotly_chart(plots.slope_heatmap(fits, order=run.names, title="slope of log2(size) per doubling of width"),
+if not run.meta.depths:
+    axis = "width"
+elif len(run.meta.widths) < 2:
+    axis = "depth"
+else:
+    axis = "depth (fits named '@ depth L': along width, at that depth)"
+st.plotly_chart(plots.slope_heatmap(fits, order=run.names, title=f"slope of log2(size) per doubling of {axis}"),
                 key="slopes")
 # Full width, one line per finding, the cause in its own column: side by side with the heatmap the
 # verdict and hint columns were cut off.
