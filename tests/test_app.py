@@ -291,11 +291,13 @@ def test_demo_records_sp_and_mup_and_keeps_complete_runs(tmp_path) -> None:
     assert first.exit_code == 0, first.output
     assert "mlp-sp: FAIL: " in first.output and "regime: SP-like" in first.output
     assert "mlp-mup: PASS: " in first.output and "regime: μP-like" in first.output
-    assert {p.name for p in tmp_path.iterdir()} == {"mlp-sp", "mlp-mup"}
+    assert "gpt-depth-unscaled: FAIL: " in first.output and "regime: unscaled branches" in first.output
+    assert "gpt-completep: PASS: " in first.output
+    assert {p.name for p in tmp_path.iterdir()} == {"mlp-sp", "mlp-mup", "gpt-depth-unscaled", "gpt-completep"}
     assert f"coordscope app {tmp_path} --open mlp-sp" in first.output  # the failing SP run first
     stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/shard-*.parquet")}
     second = CliRunner().invoke(main, argv)
-    assert second.exit_code == 0 and second.output.count("complete, kept") == 2
+    assert second.exit_code == 0 and second.output.count("complete, kept") == 4
     assert stamps == {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/shard-*.parquet")}
 
 

@@ -2,7 +2,9 @@
 dashboard on them.
 
 1. Coordinate checks of the same MLP in standard parametrization (SP) and in μP: under SP the curves fan
-   out with width (the check fails, naming the layers); under μP they are flat (it passes).
+   out with width (the check fails, naming the layers); under μP they are flat (it passes). Then the same
+   along depth: a deep GPT whose residual branches are not scaled with depth (the residual stream grows with
+   depth: fails, ``branch_unscaled``) and the same GPT with CompleteP's scaling (flat: passes).
 2. Learning-rate sweeps of the GPT sample in SP and in μP on the stdlib corpus — Tensor Programs V's
    Figure 1: under SP (with Adam) the optimal learning rate slides about one log2 unit down per doubling of
    width, under μP it stays put.
@@ -26,6 +28,7 @@ import click
 from coordscope.cli.app import DEFAULT_PORT, LOCALHOST, serve
 
 COORD_CHECKS = ("mlp-sp", "mlp-mup")  # the same MLP in standard parametrization and in μP
+DEPTH_CHECKS = ("gpt-depth-unscaled", "gpt-completep")  # a deep GPT without and with CompleteP's branch scaling
 CHECK_WIDTHS = [64, 128, 256, 512]
 CHECK_STEPS = 5
 CHECK_SEEDS = 3
@@ -95,6 +98,7 @@ def record_demo(runs: Path, *, sweep: bool = True, timings: dict[str, float] | N
     import torch
 
     from coordscope.coordcheck import run
+    from coordscope.spec import load_spec
 
     # The coord checks' jobs are small (an MLP up to width 512, 5 steps): one thread in this process does
     # them in about a second each, where two threads wait on each other (10 s, more when another process
@@ -107,6 +111,13 @@ def record_demo(runs: Path, *, sweep: bool = True, timings: dict[str, float] | N
                    f"{CHECK_SEEDS} seeds)", runs / name, len(CHECK_WIDTHS) * CHECK_SEEDS, timings):
             _record(runs / name, lambda name=name, **kw: run(name, widths=CHECK_WIDTHS, steps=CHECK_STEPS,
                                                              seeds=CHECK_SEEDS, executor="inline", **kw))
+        dirs.append(runs / name)
+    for name in DEPTH_CHECKS:  # the sample's own grid (DEFAULTS): the one its tests judge over five seed sets
+        grid = load_spec(name).defaults
+        widths, depths, seeds = grid["widths"], grid["depths"], grid["seeds"]
+        with _part(f"depth coord check {name} (width {widths[0]}, depths {depths[0]}..{depths[-1]}, "
+                   f"{grid['steps']} steps, {seeds} seeds)", runs / name, len(widths) * len(depths) * seeds, timings):
+            _record(runs / name, lambda name=name, **kw: run(name, executor="inline", **kw))
         dirs.append(runs / name)
     if sweep:
         from coordscope.lrsweep import sweep as lr_sweep
@@ -137,13 +148,14 @@ def _summary(run_dir: Path) -> str:
               help="Directory to record the demo runs into (complete runs there are reused).")
 @click.option("--no-app", is_flag=True, help="Only record the runs; do not start the dashboard.")
 @click.option("--no-sweep", is_flag=True,
-              help="Skip the two LR sweeps: nearly all of the demo's time (the coord checks take about 2 s).")
+              help="Skip the two LR sweeps: most of the demo's time (the coord checks take about 6 s).")
 @click.option("--port", type=int, default=DEFAULT_PORT, show_default=True, help="Port of the dashboard.")
 def demo(runs_dir: str, no_app: bool, no_sweep: bool, port: int) -> None:
-    """Record the MLP sample's coordinate check in SP and in μP and the GPT sample's learning-rate sweeps
-    in SP and in μP (Tensor Programs V, Figure 1) into --runs — 60 to 100 s on a 2-core CPU, depending on
-    what else runs there; progress shown — print their verdicts, and open the dashboard on the failing SP
-    run (http://127.0.0.1:PORT)."""
+    """Record the MLP sample's coordinate check in SP and in μP, a deep GPT's depth coordinate check without
+    and with CompleteP's branch scaling, and the GPT sample's learning-rate sweeps in SP and in μP (Tensor
+    Programs V, Figure 1) into --runs — 70 to 120 s on a 2-core CPU, depending on what else runs there;
+    progress shown — print their verdicts, and open the dashboard on the failing SP run
+    (http://127.0.0.1:PORT)."""
     runs = Path(runs_dir)
     timings: dict[str, float] = {}
     dirs = record_demo(runs, sweep=not no_sweep, timings=timings)
@@ -155,7 +167,8 @@ def demo(runs_dir: str, no_app: bool, no_sweep: bool, port: int) -> None:
         click.echo(f"open them with: coordscope app {runs} --open mlp-sp")
         return
     click.echo("Coord check page (it opens on mlp-sp, the SP run): its curves fan out with width, violating layers "
-               "thick and red (⚠); pick mlp-mup under Run to see them flat.")
+               "thick and red (⚠); pick mlp-mup under Run to see them flat, gpt-depth-unscaled and gpt-completep "
+               "for the same against depth.")
     if not no_sweep:
         click.echo("LR sweep page: the SP and μP sweeps side by side (Tensor Programs V, Figure 1): SP's optimal "
                    "learning rate (stars) slides left as width doubles, μP's stays put.")
