@@ -35,12 +35,15 @@ from typing import Any
 import torch
 from torch import nn
 
-from coordscope.sample_models import gpt
+from coordscope.sample_models import gpt, sweeps
 from coordscope.spec import Spec
 
 BASE_DEPTH = 2
 DEPTHS = [2, 4, 8, 16]
 WIDTH = 64
+# What `coordscope sweep gpt-completep-sweep` (and the unscaled one) runs without flags.
+SWEEP_DEFAULTS: dict[str, Any] = {"widths": [WIDTH], "depths": DEPTHS, "lrs": [2.0**e for e in range(-9, -2)],
+                                  "steps": 100, "seeds": 1, "executor": "processes"}
 EPS = 1e-8
 PARAMETRIZATIONS: dict[str, tuple[float, float]] = {
     # name: (α of the branch multiplier, α of the learning-rate and ε rules)
@@ -106,19 +109,25 @@ def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=lr, eps=EPS)
 
 
-def make_spec(parametrization: str, name: str) -> Spec:
-    """The deep GPT sample in ``parametrization``: ``model(width, depth=BASE_DEPTH)``."""
+def make_spec(parametrization: str, name: str, sweep: bool = False) -> Spec:
+    """The deep GPT sample in ``parametrization``: ``model(width, depth=BASE_DEPTH)``. With ``sweep``, its
+    LR-sweep variant: trained on the stdlib corpus (:mod:`coordscope.sample_models.sweeps`' stream and
+    held-out windows) instead of the coord check's fixed batch of random tokens, which holds nothing to
+    learn, with :data:`SWEEP_DEFAULTS` for ``coordscope sweep``; its coord-check settings stay the same."""
 
     def model(width: int, depth: int = BASE_DEPTH) -> nn.Module:
         return build(width, depth, parametrization)
 
+    defaults: dict[str, Any] = {"widths": [WIDTH], "depths": DEPTHS, "steps": 4, "seeds": 2, "lr": gpt.LR}
     return Spec(
         model=model,
-        batches=gpt.batches,
+        batches=sweeps.batches if sweep else gpt.batches,
+        heldout=sweeps.heldout if sweep else None,
         optimizer=make_optimizer,
-        defaults={"widths": [WIDTH], "depths": DEPTHS, "steps": 4, "seeds": 2, "lr": gpt.LR},
+        defaults={**defaults, "sweep": SWEEP_DEFAULTS} if sweep else defaults,
         ref=name,
-        description=f"deep GPT, {parametrization}, Adam (CompleteP Table 1 rules)",
+        description=f"deep GPT, {parametrization}, Adam (CompleteP Table 1 rules)"
+                    + (", on the stdlib corpus (LR sweeps across depth)" if sweep else ""),
     )
 
 
@@ -127,3 +136,5 @@ DEPTH_MUP = make_spec("depth-mup", "gpt-depth-mup")
 UNSCALED = make_spec("unscaled", "gpt-depth-unscaled")
 LR_UNSCALED = make_spec("lr-unscaled", "gpt-depth-lr-unscaled")
 OVERSCALED = make_spec("overscaled", "gpt-depth-overscaled")
+COMPLETEP_SWEEP = make_spec("completep", "gpt-completep-sweep", sweep=True)
+UNSCALED_SWEEP = make_spec("unscaled", "gpt-depth-unscaled-sweep", sweep=True)
