@@ -879,6 +879,12 @@ class SweepReport:
         return "\n".join(lines) + "\n"
 
 
+def report_losses(run_dir: str | os.PathLike[str], report: SweepReport) -> pl.DataFrame:
+    """The scores a report judged (:func:`job_losses` of its judgement's rows, sizes in ``width``): what its
+    loss curves are drawn from, one per width — one per depth in a depth judgement."""
+    return job_losses(axis_rows(load_sweep(run_dir), report.axis, report.at), report.metric)
+
+
 def analyse_sweeps(run_dir: str | os.PathLike[str], **options: Any) -> list[SweepReport]:
     """Every judgement of a sweep (:func:`judgements`), each by :func:`analyse_sweep` with ``options``:
     one report for a width sweep, one per width (across depth) and one per depth (across width) for a
