@@ -72,8 +72,8 @@ RESCALE_HINTS = {  # what to check when the optimum keeps moving along an axis
 
 
 def load_sweep(run_dir: str | os.PathLike[str]) -> pl.DataFrame:
-    """Every row of a sweep's finished shards (:data:`SCHEMA`), checked to be a sweep; ``depth`` is null
-    in a width sweep's rows (its shards, old ones included, have no depth column)."""
+    """Every row of a sweep's finished shards (:data:`SCHEMA`), checked to be a sweep; a depth sweep's rows
+    carry a ``depth`` column too (a width sweep's, old ones included, have none)."""
     run_dir = local_dir(run_dir)
     meta = read_meta(run_dir)
     if meta.kind != KIND:
@@ -88,8 +88,6 @@ def load_sweep(run_dir: str | os.PathLike[str]) -> pl.DataFrame:
     missing = [c for c in SCHEMA.names if c not in frame.columns]
     if missing:
         raise StoreError(f"{run_dir}: not sweep shards (missing columns {', '.join(missing)})")
-    if "depth" not in frame.columns:
-        frame = frame.with_columns(pl.lit(None, dtype=pl.Int64).alias("depth"))
     return frame
 
 
@@ -100,7 +98,7 @@ def judgements(frame: pl.DataFrame) -> list[tuple[str, int | None]]:
     keeps each judgement about one axis: an optimum that moves with width would otherwise blur the depth
     fit, and the other way round."""
     widths = sorted(frame["width"].unique().to_list())
-    depths = sorted(frame["depth"].drop_nulls().unique().to_list())
+    depths = sorted(frame["depth"].unique().to_list()) if "depth" in frame.columns else []
     out: list[tuple[str, int | None]] = []
     if len(depths) > 1:
         out += [("depth", int(w)) for w in widths]
