@@ -72,7 +72,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], classes: Seq
 
 
 def _meta_table(meta: RunMeta) -> str:
-    keys = ("spec", "kind", "widths", "seeds", "steps", "lr", "lrs", "optimizer", "probes", "device", "dtype",
+    keys = ("spec", "kind", "widths", "depths", "seeds", "steps", "lr", "lrs", "optimizer", "probes", "device", "dtype",
             "status", "created")
     data = meta.to_json()
     rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k in keys if (v := data.get(k)) is not None]
