@@ -214,11 +214,15 @@ def test_the_html_report_draws_one_curve_per_depth(tmp_path: Path) -> None:
 def test_the_dashboard_draws_a_depth_sweep_with_depth_as_the_series(monkeypatch: pytest.MonkeyPatch,
                                                                     tmp_path: Path) -> None:
     write_sweep(tmp_path / "deep", unscaled, [32, 64], DEPTHS, seeds=[0, 1])
+    write_sweep(tmp_path / "wide", completep, [32, 64, 128], None, seeds=[0, 1])
     monkeypatch.setenv(ROOT_ENV, str(tmp_path))
     at = AppTest.from_file(str(Path(coordscope.app.__file__).parent / "main.py"), default_timeout=120)
+    at.query_params["run"] = "deep"
     at.run()
     at.switch_page("views/lr_sweep.py").run()
     assert not at.exception, [e.message for e in at.exception]
+    assert at.sidebar.selectbox(key="run-lrsweep").value == "deep"
+    assert at.sidebar.multiselect(key="lr-overlay").options == []  # a width sweep is not drawn beside it
     across = at.sidebar.selectbox(key="lr-axis")
     assert across.options == ["depth at width 32", "depth at width 64", "width at depth 2", "width at depth 4",
                               "width at depth 8", "width at depth 16"]

@@ -5,6 +5,7 @@ doubling of width, overlaid the same way; and the regret of transferring the pro
 A depth sweep is drawn the same way with depth as the series (one curve per depth, at one width: a picker
 chooses the width, or switches to the judgement across width at one depth)."""
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -90,7 +91,19 @@ if sweep.hint:
 for warning in sweep.warnings:
     st.warning(warning)
 
-others = [e for e in data.list_runs(data.runs_root()) if e.kind == "lrsweep" and e.name != entry.name]
+
+
+def same_axis(path: Path) -> bool:
+    """Whether the sweep at ``path`` is judged along this one's axis first: a width sweep's curves beside a
+    depth sweep's would share colours, not meaning. A sweep that cannot be read is kept, to say why below."""
+    try:
+        return data.judgements(path, data.stamp(path))[0][0] == AXIS
+    except CoordscopeError:
+        return True
+
+
+others = [e for e in data.list_runs(data.runs_root())
+          if e.kind == "lrsweep" and e.name != entry.name and same_axis(e.path)]
 beside = st.sidebar.multiselect("Show beside it", [e.name for e in others],
                                 default=[e.name for e in others[:MAX_OVERLAY]], key="lr-overlay",
                                 help="Other sweeps drawn next to this one (loss curves) and over it (shifts).")
@@ -100,8 +113,6 @@ for other in (e for e in others if e.name in beside):
         report, other_curves = data.sweep(other.path, data.stamp(other.path), metric)
     except CoordscopeError as exc:
         st.warning(f"{other.name}: not shown beside it ({exc})")
-        continue
-    if report.axis != AXIS:  # a width sweep's curves beside a depth sweep's would share colours, not meaning
         continue
     compared.append((other.name, report, other_curves))
 
