@@ -192,10 +192,22 @@ def report(run_dir: Path, key: Stamp, probe: str) -> tuple[Report | None, str | 
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def sweep(run_dir: Path, key: Stamp, metric: str) -> tuple[Any, pl.DataFrame]:
-    """The LR sweep's analysis (a ``SweepReport``) and its loss curves (:func:`coordscope.plots.sweep_curves`)."""
+def sweep(run_dir: Path, key: Stamp, metric: str, axis: str | None = None,
+          at: int | None = None) -> tuple[Any, pl.DataFrame]:
+    """The LR sweep's analysis (a ``SweepReport``) and its loss curves (:func:`coordscope.plots.sweep_curves`),
+    for the judgement across ``axis`` at ``at`` (:func:`judgements`; None: the sweep's first)."""
     from coordscope.plots import sweep_curves
-    from coordscope.transfer import analyse_sweep, job_losses, load_sweep
+    from coordscope.transfer import analyse_sweep, report_losses
 
-    return (analyse_sweep(run_dir, metric=metric, config=config_path()),
-            sweep_curves(job_losses(load_sweep(run_dir), metric)))
+    report = analyse_sweep(run_dir, metric=metric, config=config_path(), axis=axis, at=at)
+    return report, sweep_curves(report_losses(run_dir, report))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def judgements(run_dir: Path, key: Stamp) -> list[tuple[str, int | None]]:
+    """What the sweep can be judged across (``coordscope.transfer.judgements``): one ``("width", None)``
+    for a width sweep; across depth per width, and across width per depth, for a depth sweep."""
+    from coordscope.transfer import judgements as of
+    from coordscope.transfer import load_sweep
+
+    return of(load_sweep(run_dir))

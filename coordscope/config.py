@@ -16,8 +16,8 @@ A project that runs coordscope in CI keeps its grid and its exceptions next to i
     tolerance = 0.4
     # ignore = true           # neither judged nor reported
 
-    [tool.coordscope.sweep]   # coordscope sweep: widths, lrs, steps, seeds, device, executor, workers,
-    lrs = [0.0001, 0.001, 0.01]   # metric, tolerance, proxy_width, fail_above_proxy
+    [tool.coordscope.sweep]   # coordscope sweep: widths, depths, lrs, steps, seeds, device, executor,
+    lrs = [0.0001, 0.001, 0.01]   # workers, metric, tolerance, proxy_width, fail_above_proxy
 
 Flags and keyword arguments win over the file, which wins over the spec's ``DEFAULTS``
 (:mod:`coordscope.settings` resolves them). Keys and types are checked here, so a typo fails with one line
@@ -40,7 +40,7 @@ from coordscope.errors import ConfigError
 
 RUN_KEYS = ("widths", "depths", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers", "exact")
 CHECK_KEYS = ("tolerance", "sigma", "probe", "override")
-SWEEP_KEYS = ("widths", "lrs", "steps", "seeds", "device", "executor", "workers", "metric", "tolerance",
+SWEEP_KEYS = ("widths", "depths", "lrs", "steps", "seeds", "device", "executor", "workers", "metric", "tolerance",
               "proxy_width", "fail_above_proxy")
 
 

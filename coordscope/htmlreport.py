@@ -15,6 +15,7 @@ import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import plotly.graph_objects as go
 import polars as pl
@@ -24,6 +25,9 @@ from coordscope.config import ConfigSource
 from coordscope.errors import ConfigError
 from coordscope.runmeta import RunMeta, read_meta
 from coordscope.store import scan
+
+if TYPE_CHECKING:  # the module imports torch, which the coord-check report does not need
+    from coordscope.transfer import SweepReport
 
 CHROMIUM = "/usr/bin/chromium"  # Debian's; BROWSER_PATH overrides it
 FIGURE_SITES = ("act_delta", "act")
@@ -68,7 +72,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[object]], classes: Seq
 
 
 def _meta_table(meta: RunMeta) -> str:
-    keys = ("spec", "kind", "widths", "seeds", "steps", "lr", "lrs", "optimizer", "probes", "device", "dtype",
+    keys = ("spec", "kind", "widths", "depths", "seeds", "steps", "lr", "lrs", "optimizer", "probes", "device", "dtype",
             "status", "created")
     data = meta.to_json()
     rows = [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k in keys if (v := data.get(k)) is not None]
@@ -135,7 +139,21 @@ def _coordcheck_body(run_dir: Path, probe: str | None, config: ConfigSource) -> 
 
 
 def _sweep_body(run_dir: Path) -> Body:
-    from coordscope.transfer import analyse_sweep, job_losses, load_sweep
+    """Every judgement of the sweep (one for a width sweep; across depth per width, and across width per
+    depth, for a depth sweep), one after the other."""
+    from coordscope.transfer import analyse_sweeps
+
+    parts: list[str] = []
+    figures: list[go.Figure] = []
+    after: list[str] = []
+    for sweep in analyse_sweeps(run_dir):
+        p, f, a = _judgement_body(run_dir, sweep)
+        parts, figures, after = parts + p, figures + f, after + a
+    return parts, figures, after
+
+
+def _judgement_body(run_dir: Path, sweep: SweepReport) -> Body:
+    from coordscope.transfer import report_losses
 
     def _percent(value: object, fmt: str) -> str:
         """A fraction as a percentage; inf (a transferred lr next to a diverged job) as "diverged"."""
@@ -143,40 +161,43 @@ def _sweep_body(run_dir: Path) -> Body:
             return "diverged"
         return _number(100 * value, fmt) + " %" if isinstance(value, float) and value == value else "n/a"
 
-    sweep = analyse_sweep(run_dir)
+    a, where = sweep.axis, _esc(sweep.where)
+    suffix = "" if a == "width" and sweep.at is None else f" across {a}{sweep.where}"  # a width sweep's as ever
     banner = "pass" if sweep.ok else "warn" if sweep.verdict == "inconclusive" else "fail"
     parts = [f'<div class="banner {banner}">{_esc(sweep.headline)}</div>']
     if sweep.hint:
         parts.append(f"<p><b>Hint:</b> {_esc(sweep.hint)}</p>")
     parts += [f'<div class="banner warn">{_esc(w)}</div>' for w in sweep.warnings]
-    curves = plots.sweep_curves(job_losses(load_sweep(run_dir), sweep.metric))
+    curves = plots.sweep_curves(report_losses(run_dir, sweep))
     figures = [
-        plots.lr_sweep_figure(curves, sweep.optima, stable_from=sweep.stable_from, title=f"{sweep.metric} loss"),
-        plots.shift_figure({sweep.run: sweep.shifts}, tolerance=sweep.tolerance,
+        plots.lr_sweep_figure(curves, sweep.optima, stable_from=sweep.stable_from, axis=a,
+                              title=f"{sweep.metric} loss{suffix}"),
+        plots.shift_figure({sweep.run: sweep.shifts}, tolerance=sweep.tolerance, axis=a,
                            stable_from={sweep.run: sweep.stable_from},
-                           title="shift of the optimal lr per doubling of width"),
+                           title=f"shift of the optimal lr per doubling of {a}{sweep.where}"),
     ]
     if not sweep.regret.is_empty():
-        figures.append(plots.regret_figure(sweep.regret, title="transfer regret"))
-    optima = _table(("width", "optimal log2 lr", "± se", "seed spread", "best loss", "diverged jobs", "jobs",
+        figures.append(plots.regret_figure(sweep.regret, title=f"transfer regret{suffix}", axis=a))
+    optima = _table((a, "optimal log2 lr", "± se", "seed spread", "best loss", "diverged jobs", "jobs",
                      "inside grid"),
                     [(r["width"], _number(r["opt_log2_lr"]), _number(r["opt_se"], ".2f"), _number(r["spread"], ".2f"),
                       _number(r["best_loss"], ".4f"), r["diverged"], r["jobs"], r["bracketed"])
                      for r in sweep.optima.iter_rows(named=True)], numeric=(0, 1, 2, 3, 4, 5, 6))
-    shifts = _table(("widths", "shift per doubling", "± 90 %", "status"),
+    shifts = _table((f"{a}s", "shift per doubling", "± 90 %", "status"),
                     [(f"{r['width_lo']} → {r['width_hi']}", _number(r["shift"]), _number(r["shift_ci"], ".2f"),
                       r["status"]) for r in sweep.shifts.iter_rows(named=True)],
                     classes=["" if r == "within" else "warning" if r == "unresolved" else "error"
                              for r in sweep.shifts["status"]], numeric=(1, 2))
     trend = sweep.trend
-    after = ["<h2>Optima</h2>", optima, "<h2>Shift of the optimum per doubling of width</h2>", shifts,
+    after = [f"<h2>Optima{_esc(suffix)}</h2>", optima, f"<h2>Shift of the optimum per doubling of {a}{where}</h2>",
+             shifts,
              f"<p>Trend: <b>{_esc(trend.shape)}</b> (|shift| changes {_number(trend.slope)} ± "
              f"{_number(trend.stderr, '.2f')} per doubling); stable from: "
-             f"<b>{_esc(sweep.stable_from if sweep.stable_from is not None else 'no width')}</b>; tolerance "
+             f"<b>{_esc(sweep.stable_from if sweep.stable_from is not None else 'no ' + a)}</b>; tolerance "
              f"±{sweep.tolerance:g} log2 lr per doubling.</p>"]
     if not sweep.regret.is_empty():
-        after += ["<h2>Transfer regret</h2>", _table(
-            ("lr tuned at width", "width", "log2 lr", "loss there", "best loss", "regret", "± se"),
+        after += [f"<h2>Transfer regret{_esc(suffix)}</h2>", _table(
+            (f"lr tuned at {a}", a, "log2 lr", "loss there", "best loss", "regret", "± se"),
             [(f"{r['source_width']} ({'proxy' if r['source'] == 'proxy' else 'N'})", r["width"],
               _number(r["log2_lr"]), _number(r["loss"], ".4f"), _number(r["best_loss"], ".4f"),
               _percent(r["regret_rel"], "+.2f"), _percent(r["regret_rel_se"], ".2f"))

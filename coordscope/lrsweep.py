@@ -1,10 +1,13 @@
-"""LR sweeps, the recording half: does the optimal learning rate transfer across width (μTransfer, TP5 Fig. 1)?
+"""LR sweeps, the recording half: does the optimal learning rate transfer across width (μTransfer, TP5 Fig. 1),
+or across depth (Depth-μP, CompleteP)?
 
-A sweep trains every (width, learning rate, seed) job for N steps on the spec's data *stream* (a fresh
+A sweep trains every (width, learning rate, seed) job — (width, depth, learning rate, seed) with depths, the
+model then built as ``model(width, depth)`` — for N steps on the spec's data *stream* (a fresh
 batch per step, unlike the coord check's fixed batch), records the train loss of every step and one
 held-out loss at the end, and stores them as one Parquet shard per job (:data:`SCHEMA`) next to a
 ``meta.json`` of kind ``lrsweep``. A job whose loss turns NaN/inf stops there and is recorded as diverged
-(its rows keep the non-finite value); the sweep goes on. :mod:`coordscope.transfer` judges the result.
+(its rows keep the non-finite value); the sweep goes on. A depth sweep's shards carry a ``depth`` column
+(:data:`DEPTH_SCHEMA`); a width sweep's stay as they always were. :mod:`coordscope.transfer` judges the result.
 
 Output directories are local paths or ``file://`` URIs (other pyarrow filesystems are refused for now).
 """
@@ -54,16 +57,20 @@ SCHEMA = pa.schema(
         ("diverged", pa.bool_()),  # the job's loss became NaN/inf (every row of the job carries it)
     ]
 )
+DEPTH_SCHEMA = SCHEMA.insert(2, pa.field("depth", pa.int64()))  # a depth sweep's rows: the job's depth too
 
 
-def shard_name(width: int, lr_index: int, seed: int) -> str:
-    """The shard of job (width, lr, seed); the lr by its index in the grid, so names are exact."""
-    return f"shard-w{width}-lr{lr_index}-s{seed}.parquet"
+def shard_name(width: int, lr_index: int, seed: int, depth: int | None = None) -> str:
+    """The shard of job (width, lr, seed) — (width, depth, lr, seed) in a depth sweep; the lr by its index in
+    the grid, so names are exact."""
+    where = f"w{width}" if depth is None else f"w{width}-d{depth}"
+    return f"shard-{where}-lr{lr_index}-s{seed}.parquet"
 
 
 @dataclass(frozen=True)
 class SweepJob:
-    """One (width, lr, seed) job; picklable when ``spec`` is a reference."""
+    """One (width, lr, seed) job (with ``depth``: built as ``model(width, depth)``); picklable when ``spec``
+    is a reference."""
 
     spec: Spec | str
     width: int
@@ -75,6 +82,7 @@ class SweepJob:
     run: str
     eval_batches: int = EVAL_BATCHES
     device: str = "cpu"
+    depth: int | None = None
 
 
 def _heldout_batches(spec: Spec, stream: Any, count: int) -> list[Any]:
@@ -94,7 +102,7 @@ def train_job(job: SweepJob) -> str:
     """
     spec = load_spec(job.spec)
     seed_everything(job.seed, job.device)
-    model = build_model(spec, job.width).to(job.device)
+    model = build_model(spec, job.width, job.depth).to(job.device)
     optimizer = make_optimizer(spec, model, job.lr, job.width)
     stream = iter(spec.batches())
     losses: list[float] = []
@@ -123,10 +131,12 @@ def train_job(job: SweepJob) -> str:
         heldout = float(np.mean(values))
         diverged = not math.isfinite(heldout)
     n = len(losses) + 1
+    depth = {} if job.depth is None else {"depth": [job.depth] * n}
     table = pa.table(
         {
             "run": [job.run] * n,
             "width": [job.width] * n,
+            **depth,
             "seed": [job.seed] * n,
             "lr": [job.lr] * n,
             "step": [*range(len(losses)), job.steps],
@@ -134,10 +144,10 @@ def train_job(job: SweepJob) -> str:
             "loss": [*losses, heldout],
             "diverged": [diverged] * n,
         },
-        schema=SCHEMA,
+        schema=SCHEMA if job.depth is None else DEPTH_SCHEMA,
     )
-    filename = shard_name(job.width, job.lr_index, job.seed)
-    with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed, filename, schema=SCHEMA) as writer:
+    filename = shard_name(job.width, job.lr_index, job.seed, job.depth)
+    with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed, filename, schema=table.schema) as writer:
         writer.write_table(table)
         return str(writer.commit())
 
@@ -146,6 +156,7 @@ def sweep(
     spec: Spec | str,
     *,
     widths: Any = None,
+    depths: Any = None,
     lrs: Any = None,
     steps: Any = None,
     seeds: Any = None,
@@ -160,26 +171,31 @@ def sweep(
     config: ConfigSource = None,
 ) -> Path:
     """Train every (width, lr, seed) job of ``spec`` for ``steps`` steps and return the sweep directory.
+    With ``depths`` (two or more), every (width, depth, lr, seed) job, the model built as ``model(width,
+    depth)``: the sweep then says whether the optimal learning rate transfers across depth.
 
     Unset settings come from ``[tool.coordscope.sweep]`` of ``config`` (None: the nearest pyproject.toml),
-    then the spec's ``DEFAULTS["sweep"]``, then coordscope's (widths 64..512, lrs 2^-14..2^-4, 100 steps,
-    one seed); ``out`` defaults to ``runs/<spec>-<time>``. ``seeds``: a count N (seeds 0..N−1) or a list.
+    then the spec's ``DEFAULTS["sweep"]``, then coordscope's (widths 64..512 — one width, 128, when depths
+    are swept and no widths are set —, lrs 2^-14..2^-4, 100 steps, one seed, no depths); ``out`` defaults
+    to ``runs/<spec>-<time>``. ``seeds``: a count N (seeds 0..N−1) or a list.
     With ``resume``, jobs whose shard exists are skipped (the settings must match the existing sweep's).
     Jobs that fail are re-raised after the others finish; the sweep is then marked ``incomplete``.
     """
-    settings = resolve_sweep(spec, config=config, widths=widths, lrs=lrs, steps=steps, seeds=seeds,
+    settings = resolve_sweep(spec, config=config, widths=widths, depths=depths, lrs=lrs, steps=steps, seeds=seeds,
                              executor=executor, workers=workers, device=device, eval_batches=eval_batches,
                              out=out, overwrite=overwrite, resume=resume, progress=progress)
     assert settings.lrs is not None and settings.eval_batches is not None  # resolve_sweep sets both
     # The user's model, loss and optimizer fail here, in one line, before anything is written.
-    optimizer = rehearse(settings.spec, settings.widths[0], settings.lrs[0], first_batch(settings.spec))
+    depth_grid: tuple[int | None, ...] = settings.depths or (None,)
+    optimizer = rehearse(settings.spec, settings.widths[0], settings.lrs[0], first_batch(settings.spec),
+                         depth_grid[0])
     template = SweepJob(spec=settings.spec if settings.executor == "inline" else settings.spec.ref, width=0,
                         lr=0.0, lr_index=0, seed=0, steps=settings.steps, run_dir=str(settings.out),
                         run=settings.out.resolve().name, eval_batches=settings.eval_batches, device=settings.device)
-    # Widest first: the longest jobs start early, so workers do not idle at the end.
-    grid = sorted(((w, i, lr, s) for w in settings.widths for i, lr in enumerate(settings.lrs) for s in settings.seeds),
-                  key=lambda job: -job[0])
-    jobs = [replace(template, width=w, lr=lr, lr_index=i, seed=s) for w, i, lr, s in grid]
-    records = [JobRecord(w, s, shard_name(w, i, s), lr) for w, i, lr, s in grid]
+    # Widest (and deepest) first: the longest jobs start early, so workers do not idle at the end.
+    grid = sorted(((w, d, i, lr, s) for w in settings.widths for d in depth_grid for i, lr in enumerate(settings.lrs)
+                   for s in settings.seeds), key=lambda job: (-job[0], -(job[1] or 0)))
+    jobs = [replace(template, width=w, depth=d, lr=lr, lr_index=i, seed=s) for w, d, i, lr, s in grid]
+    records = [JobRecord(w, s, shard_name(w, i, s, d), lr, d) for w, d, i, lr, s in grid]
     return execute_run(settings, jobs, records, train_job,
                        lambda run_dir: new_meta(settings, run_dir, records, optimizer=optimizer))

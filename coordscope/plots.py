@@ -323,8 +323,9 @@ def sweep_curves(scores: pl.DataFrame) -> pl.DataFrame:
 
 
 def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *, drift: float | None = None,
-                    stable_from: int | None = None, title: str | None = None) -> go.Figure:
+                    stable_from: int | None = None, title: str | None = None, axis: str = "width") -> go.Figure:
     """Loss against learning rate (log2), one curve per width, each width's optimum marked (TP5's Fig. 1).
+    ``axis`` ``depth``: the curves are a depth sweep's (``SweepReport.axis``), one per depth, labelled so.
 
     ``curves``: :func:`sweep_curves`. ``optima``: ``SweepReport.optima`` (``width``, ``opt_log2_lr``,
     ``best_loss``); each optimum is a star at its refined learning rate. ``drift``: the sweep's slope of
@@ -336,10 +337,11 @@ def lr_sweep_figure(curves: pl.DataFrame, optima: pl.DataFrame | None = None, *,
     at the top.
     """
     fig = go.Figure()
-    _draw_sweep(fig, curves, optima, drift=drift, stable_from=stable_from, colour_of=_width_colours([curves]))
+    _draw_sweep(fig, curves, optima, drift=drift, stable_from=stable_from, colour_of=_width_colours([curves]),
+                axis=axis)
     fig.update_xaxes(**_log2_axis(curves.get_column("lr").to_list()), title_text="learning rate")
     fig.update_yaxes(title_text="loss")
-    fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": "width"}})
+    fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": axis}})
     return fig
 
 
@@ -354,12 +356,12 @@ class SweepPanel(NamedTuple):
     verdict: str | None = None
 
 
-def lr_sweep_panels(panels: Sequence[SweepPanel], *, title: str | None = None) -> go.Figure:
+def lr_sweep_panels(panels: Sequence[SweepPanel], *, title: str | None = None, axis: str = "width") -> go.Figure:
     """Several sweeps side by side, one panel each, on shared axes — Tensor Programs V's Figure 1 when one
     is an SP sweep and one a μP sweep: the SP optima slide to smaller learning rates as width grows, the μP
     optima line up. Each panel is drawn as :func:`lr_sweep_figure` draws one sweep, a width has the same
     colour in every panel (one legend entry, toggling it everywhere), and every trace's ``meta`` names its
-    panel's run (``meta["run"]``)."""
+    panel's run (``meta["run"]``). ``axis``: what the curves are one per (``width``, or ``depth``)."""
     titles = [f"{p.label} · {p.verdict}" if p.verdict else p.label for p in panels]
     fig = make_subplots(rows=1, cols=max(1, len(panels)), shared_xaxes="all", shared_yaxes="all",
                         subplot_titles=titles, horizontal_spacing=0.04)
@@ -368,11 +370,11 @@ def lr_sweep_panels(panels: Sequence[SweepPanel], *, title: str | None = None) -
     lrs: list[float] = []
     for col, panel in enumerate(panels, start=1):
         _draw_sweep(fig, panel.curves, panel.optima, stable_from=panel.stable_from, colour_of=colour_of,
-                    place={"row": 1, "col": col}, run=panel.label, shown=shown)
+                    place={"row": 1, "col": col}, run=panel.label, shown=shown, axis=axis)
         lrs += panel.curves.get_column("lr").to_list()
     fig.update_xaxes(**_log2_axis(lrs), title_text="learning rate")
     fig.update_yaxes(title_text="loss", col=1)
-    fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": "width"}})
+    fig.update_layout(title=title, height=480, template="plotly_white", legend={"title": {"text": axis}})
     return fig
 
 
@@ -383,9 +385,10 @@ def _width_colours(curves: Iterable[pl.DataFrame]) -> dict[int, str]:
 
 def _draw_sweep(fig: go.Figure, curves: pl.DataFrame, optima: pl.DataFrame | None, *, colour_of: Mapping[int, str],
                 drift: float | None = None, stable_from: int | None = None, place: Mapping[str, int] | None = None,
-                run: str | None = None, shown: set[str] | None = None) -> None:
+                run: str | None = None, shown: set[str] | None = None, axis: str = "width") -> None:
     """Add one sweep's curves, optima and guides to ``fig`` (at ``place``, a subplot's row and col, if any).
-    ``shown``: legend entries already shown by another panel (updated here), so each appears once."""
+    ``shown``: legend entries already shown by another panel (updated here), so each appears once;
+    ``axis``: what the sizes in the ``width`` column are (``width`` or ``depth``), for the labels."""
     where = dict(place or {})
     tag = {"run": run} if run is not None else {}
     shown = set() if shown is None else shown
@@ -404,8 +407,8 @@ def _draw_sweep(fig: go.Figure, curves: pl.DataFrame, optima: pl.DataFrame | Non
         good = part.filter(pl.col("loss").is_finite())
         narrow = stable_from is not None and width < stable_from
         fig.add_trace(go.Scatter(
-            x=good["lr"].to_list(), y=good["loss"].to_list(), mode="lines+markers", name=f"width {width}",
-            legendgroup=str(width), showlegend=legend(f"width {width}"),
+            x=good["lr"].to_list(), y=good["loss"].to_list(), mode="lines+markers", name=f"{axis} {width}",
+            legendgroup=str(width), showlegend=legend(f"{axis} {width}"),
             line={"color": colour, "dash": "dash" if narrow else "solid"},
             opacity=0.45 if narrow else 1.0, meta={"width": width, "below_stable_from": narrow, **tag},
             error_y={"type": "data", "symmetric": False, "color": colour, "thickness": 1,
@@ -416,9 +419,9 @@ def _draw_sweep(fig: go.Figure, curves: pl.DataFrame, optima: pl.DataFrame | Non
         if bad.height:
             fig.add_trace(go.Scatter(
                 x=bad["lr"].to_list(), y=[top if isinstance(top, float) else 1.0] * bad.height, mode="markers",
-                name=f"width {width} diverged", legendgroup=str(width), showlegend=False,
+                name=f"{axis} {width} diverged", legendgroup=str(width), showlegend=False,
                 marker={"symbol": "x", "color": colour, "size": 10},
-                hovertext=[f"width {width}: diverged at lr {v:g}" for v in bad["lr"]], hoverinfo="text",
+                hovertext=[f"{axis} {width}: diverged at lr {v:g}" for v in bad["lr"]], hoverinfo="text",
             ), **where)
     placed = optima.filter(pl.col("opt_log2_lr").is_finite()) if optima is not None else None
     if placed is None or not placed.height:
@@ -428,7 +431,7 @@ def _draw_sweep(fig: go.Figure, curves: pl.DataFrame, optima: pl.DataFrame | Non
         name="optimum", legendgroup="optimum", showlegend=legend("optimum"),
         marker={"symbol": "star", "size": 16, "color": [colour_of.get(w, "#111111") for w in placed["width"]],
                 "line": {"color": "#111111", "width": 1}},
-        hovertext=[f"{run + ': ' if run else ''}width {w}: optimal lr 2^{v:.2f}"
+        hovertext=[f"{run + ': ' if run else ''}{axis} {w}: optimal lr 2^{v:.2f}"
                    for w, v in placed.select("width", "opt_log2_lr").iter_rows()],
         hoverinfo="text", **({"meta": tag} if tag else {}),
     ), **where)
@@ -439,7 +442,7 @@ def _draw_sweep(fig: go.Figure, curves: pl.DataFrame, optima: pl.DataFrame | Non
             fig.add_vline(x=2.0 ** (intercept + drift * math.log2(width)),
                           line={"dash": "dot", "color": colour_of.get(width, "#555555"), "width": 1.5}, **where)
         fig.add_annotation(xref="x domain", yref="y domain", x=0.01, y=0.99, showarrow=False, xanchor="left",
-                           text=f"optimum drift: lr* ∝ width^{drift:+.2f} (0 = transfers)", **where)
+                           text=f"optimum drift: lr* ∝ {axis}^{drift:+.2f} (0 = transfers)", **where)
     anchor = placed.filter(pl.col("width") == stable_from) if stable_from is not None else None
     if anchor is not None and anchor.height:
         x = 2.0 ** anchor["opt_log2_lr"][0]
@@ -448,13 +451,15 @@ def _draw_sweep(fig: go.Figure, curves: pl.DataFrame, optima: pl.DataFrame | Non
         fig.add_annotation(x=math.log10(x), xref="x", yref="y domain", y=1.0 if not where else 0.99,
                            yanchor="bottom" if not where else "top", xanchor="center" if not where else "left",
                            xshift=0 if not where else 4, showarrow=False,
-                           text=f"stable from width N = {stable_from}: lr* 2^{anchor['opt_log2_lr'][0]:.2f}",
+                           text=f"stable from {axis} N = {stable_from}: lr* 2^{anchor['opt_log2_lr'][0]:.2f}",
                            **where)
 
 
 def shift_figure(shifts: Mapping[str, pl.DataFrame], *, tolerance: float,
-                 stable_from: Mapping[str, int | None] | None = None, title: str | None = None) -> go.Figure:
+                 stable_from: Mapping[str, int | None] | None = None, title: str | None = None,
+                 axis: str = "width") -> go.Figure:
     """The shift of the optimal learning rate per doubling of width, against width: does it die out?
+    (Per doubling of depth, against depth, with ``axis`` ``depth``.)
 
     ``shifts``: one ``SweepReport.shifts`` frame per sweep, keyed by its label (an SP and a μP sweep
     overlaid show SP's shift staying near −1 while μP's falls into the band). Each shift sits at the
@@ -485,15 +490,16 @@ def shift_figure(shifts: Mapping[str, pl.DataFrame], *, tolerance: float,
             fig.add_vline(x=n, line={"dash": "dot", "color": colour, "width": 1.5})
             fig.add_annotation(x=math.log10(n), xref="x", yref="paper", y=1.0, yanchor="bottom", showarrow=False,
                                text=f"N = {n}" + (f" ({label})" if len(shifts) > 1 else ""), font={"color": colour})
-    fig.update_xaxes(**_log2_axis(widths), title_text="width (each shift between two consecutive widths)")
+    fig.update_xaxes(**_log2_axis(widths), title_text=f"{axis} (each shift between two consecutive {axis}s)")
     fig.update_yaxes(title_text="shift of the optimum per doubling (log2 lr)", zeroline=False)
     fig.update_layout(title=title, height=440, template="plotly_white", legend={"title": {"text": "sweep"}})
     return fig
 
 
-def regret_figure(regret: pl.DataFrame, *, title: str | None = None) -> go.Figure:
+def regret_figure(regret: pl.DataFrame, *, title: str | None = None, axis: str = "width") -> go.Figure:
     """Transfer regret against width: the loss at the transferred learning rate above that width's best,
     in percent, ± one standard error — one line per source (the proxy width's optimum, N's optimum).
+    Against depth, the proxy depth's optimum, with ``axis`` ``depth``.
 
     ``regret``: ``SweepReport.regret``. A transferred lr next to a diverged job has an infinite regret,
     drawn as a cross at the top of the axis.
@@ -504,14 +510,14 @@ def regret_figure(regret: pl.DataFrame, *, title: str | None = None) -> go.Figur
     for index, ((source, width), part) in enumerate(
             sorted(regret.partition_by("source", "source_width", as_dict=True).items(), key=lambda kv: str(kv[0]))):
         colour = (*RUN_COLOURS, *CALM)[index % (len(RUN_COLOURS) + len(CALM))]
-        label = f"lr tuned at width {width}" + (" (proxy)" if source == "proxy" else " (N)")
+        label = f"lr tuned at {axis} {width}" + (" (proxy)" if source == "proxy" else " (N)")
         part = part.sort("width")
         good = part.filter(pl.col("regret_rel").is_finite())
         fig.add_trace(go.Scatter(
             x=good["width"].to_list(), y=(100 * good["regret_rel"]).to_list(), mode="lines+markers", name=label,
             line={"color": colour}, error_y={"type": "data", "array": (100 * good["regret_rel_se"]).to_list(),
                                              "color": colour, "thickness": 1},
-            hovertext=[f"{label} at width {w}: loss {loss:.4f} vs best {best:.4f} ({100 * r:+.2f} %)"
+            hovertext=[f"{label} at {axis} {w}: loss {loss:.4f} vs best {best:.4f} ({100 * r:+.2f} %)"
                        for w, loss, best, r in good.select("width", "loss", "best_loss", "regret_rel").iter_rows()],
             hoverinfo="text", meta={"source": source, "source_width": width},
         ))
@@ -520,10 +526,10 @@ def regret_figure(regret: pl.DataFrame, *, title: str | None = None) -> go.Figur
             fig.add_trace(go.Scatter(
                 x=bad["width"].to_list(), y=[top * 1.1 if top > 0 else 1.0] * bad.height, mode="markers",
                 name=f"{label}: diverged", marker={"symbol": "x", "size": 11, "color": colour}, showlegend=False,
-                hovertext=[f"{label} diverges at width {w}" for w in bad["width"]], hoverinfo="text",
+                hovertext=[f"{label} diverges at {axis} {w}" for w in bad["width"]], hoverinfo="text",
             ))
-    fig.update_xaxes(**_log2_axis(regret["width"].to_list()), title_text="width")
-    fig.update_yaxes(title_text="loss above the width's best (%)", rangemode="tozero")
+    fig.update_xaxes(**_log2_axis(regret["width"].to_list()), title_text=axis)
+    fig.update_yaxes(title_text=f"loss above the {axis}'s best (%)", rangemode="tozero")
     fig.update_layout(title=title, height=400, template="plotly_white", legend={"title": {"text": "learning rate"}})
     return fig
 

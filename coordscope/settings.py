@@ -36,8 +36,9 @@ COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": 
                                        "lr": 0.01,
                                        "probes": list(COORDCHECK_PROBES), "device": "cpu", "dtype": "float32",
                                        "executor": "inline", "exact": False}
-SWEEP_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "lrs": [2.0**e for e in range(-14, -3)],
-                                  "steps": 100, "seeds": 1, "device": "cpu", "executor": "inline"}
+SWEEP_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": None,
+                                  "lrs": [2.0**e for e in range(-14, -3)], "steps": 100, "seeds": 1, "device": "cpu",
+                                  "executor": "inline"}
 EVAL_BATCHES = 8  # held-out batches each sweep job is scored on at the end
 DEPTH_SWEEP_WIDTH = 128  # the one width of a depth sweep when no widths are set anywhere
 
@@ -243,8 +244,10 @@ def _flag(what: str, value: Any) -> bool:
 def resolve_sweep(spec: Spec | str, *, config: ConfigSource = None, out: Any = None, overwrite: bool = False,
                   resume: bool = False, progress: bool = True, eval_batches: int = EVAL_BATCHES,
                   **given: Any) -> RunSettings:
-    """The settings of an LR sweep of ``spec``; ``given`` holds widths, lrs, steps, seeds, device,
-    executor and workers (None: unset)."""
+    """The settings of an LR sweep of ``spec``; ``given`` holds widths, depths, lrs, steps, seeds, device,
+    executor and workers (None: unset). With depths (two or more) the spec's ``model(width, depth)`` is
+    called, one width is enough, and without widths set anywhere the sweep runs at one width, as a depth
+    coordinate check does."""
     unknown = sorted(set(given) - set(SWEEP_DEFAULTS) - {"workers"})
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} for an LR sweep")
@@ -254,9 +257,13 @@ def resolve_sweep(spec: Spec | str, *, config: ConfigSource = None, out: Any = N
         raise ConfigError(f"spec {spec.ref!r}: DEFAULTS['sweep'] must be a dict")
     pick = _picker(given, _config(config).sweep, spec_sweep, SWEEP_DEFAULTS)
     workers = pick("workers")
+    depths = None if pick("depths") is None else check_depths(pick("depths"))
+    widths = pick("widths")
+    if depths is not None and widths is SWEEP_DEFAULTS["widths"]:
+        widths = [DEPTH_SWEEP_WIDTH]
     return RunSettings(
-        kind="lrsweep", spec=spec, widths=check_widths(pick("widths")), seeds=check_seeds(pick("seeds")),
-        steps=check_steps(pick("steps")), lrs=check_lrs(pick("lrs")),
+        kind="lrsweep", spec=spec, widths=check_widths(widths, 1 if depths else 2), depths=depths,
+        seeds=check_seeds(pick("seeds")), steps=check_steps(pick("steps")), lrs=check_lrs(pick("lrs")),
         eval_batches=check_positive_int("eval_batches", eval_batches), device=check_device(pick("device")),
         executor=check_executor(pick("executor"), spec),
         workers=None if workers is None else check_positive_int("workers", workers),

@@ -1,5 +1,9 @@
 """LR sweeps, the judging half: each width's optimal learning rate, how it moves with width, the verdict.
 
+A depth sweep is judged the same way along depth, one judgement per fixed width (and along width per
+fixed depth when widths vary too, :func:`judgements`): every statistic below reads "depth" for "width",
+the drift being in log2 lr per doubling of depth (CompleteP, Dey et al. 2025: the optimum stays put).
+
 :func:`analyse_sweep` finds, per width and seed, the learning rate of lowest loss on the log2 grid and
 refines it with the vertex of the parabola through that point and its two neighbours. One straight line
 through every width's optimum cannot tell "μP above a minimum width" from SP: under μP the optimum can
@@ -44,7 +48,7 @@ from coordscope.runmeta import read_meta
 from coordscope.settings import check_lr
 from coordscope.store import local_dir, missing_jobs, shard_paths
 
-TOLERANCE = 0.25  # |shift| in log2 LR per doubling of width that still counts as "stable"
+TOLERANCE = 0.25  # |shift| in log2 LR per doubling of width (or depth) that still counts as "stable"
 CONFIDENCE = 0.95  # one-sided tests at 5 %: "within tolerance" is an equivalence test (the 90 % interval
 # lies inside ±tolerance, TOST), "beyond tolerance" a one-sided test that |drift| exceeds it
 Z = 1.6448536269514722  # the normal quantile of CONFIDENCE
@@ -57,10 +61,19 @@ REACH_DOUBLINGS = 2.0  # "converging" only when the shift's trend reaches tolera
 # past the widest width; a slower decline is indistinguishable from a drift that never dies out
 
 VERDICTS = ("transfers", "transfers from width", "does not transfer", "inconclusive")
+AXES = ("width", "depth")  # what a sweep's optimum can transfer across
+RESCALE_HINTS = {  # what to check when the optimum keeps moving along an axis
+    "width": "the learning rate must be rescaled with width: check the parametrization (coordscope check), e.g. "
+             "SP with Adam moves the optimum about −1 per doubling",
+    "depth": "the learning rate must be rescaled with depth: check the depth parametrization (coordscope check "
+             "--depths), e.g. residual branches × L^-α with the hidden AdamW LR η·m_N⁻¹·m_L^(α−1) and "
+             "LayerNorm's η·m_L^(α−1) (CompleteP, Dey et al. 2025, Table 1)",
+}
 
 
 def load_sweep(run_dir: str | os.PathLike[str]) -> pl.DataFrame:
-    """Every row of a sweep's finished shards (:data:`SCHEMA`), checked to be a sweep."""
+    """Every row of a sweep's finished shards (:data:`SCHEMA`), checked to be a sweep; a depth sweep's rows
+    carry a ``depth`` column too (a width sweep's, old ones included, have none)."""
     run_dir = local_dir(run_dir)
     meta = read_meta(run_dir)
     if meta.kind != KIND:
@@ -76,6 +89,29 @@ def load_sweep(run_dir: str | os.PathLike[str]) -> pl.DataFrame:
     if missing:
         raise StoreError(f"{run_dir}: not sweep shards (missing columns {', '.join(missing)})")
     return frame
+
+
+def judgements(frame: pl.DataFrame) -> list[tuple[str, int | None]]:
+    """The ``(axis, at)`` pairs a sweep's rows (:func:`load_sweep`) can be judged on, each axis at a fixed
+    value of the other: across depth at every width when two or more depths were swept, across width at
+    every depth (``at`` None in a width sweep) when two or more widths were. Holding the other axis fixed
+    keeps each judgement about one axis: an optimum that moves with width would otherwise blur the depth
+    fit, and the other way round."""
+    widths = sorted(frame["width"].unique().to_list())
+    depths = sorted(frame["depth"].unique().to_list()) if "depth" in frame.columns else []
+    out: list[tuple[str, int | None]] = []
+    if len(depths) > 1:
+        out += [("depth", int(w)) for w in widths]
+    if len(widths) > 1 or not out:
+        out += [("width", int(d)) for d in depths] or [("width", None)]
+    return out
+
+
+def axis_rows(frame: pl.DataFrame, axis: str, at: int | None) -> pl.DataFrame:
+    """The rows of one judgement (:func:`judgements`), the swept size in the ``width`` column: the judge
+    reads sizes from there whichever axis they lie on (see :class:`SweepReport`)."""
+    rows = frame.filter(pl.col("width" if axis == "depth" else "depth") == at) if at is not None else frame
+    return rows.with_columns(pl.col("depth").alias("width")) if axis == "depth" else rows
 
 
 def _bracket(x: np.ndarray, y: np.ndarray) -> int | None:
@@ -585,13 +621,15 @@ def _pct(value: float) -> str:
 
 
 def _judge(optima: pl.DataFrame, shifts: pl.DataFrame, trend: ShiftTrend, tail_fits: list[Tail],
-           tolerance: float, grid: tuple[float, float]) -> tuple[str, int | None, str, str]:
-    """``(verdict, stable_from, reason, hint)`` from the measurements alone (see the module docstring)."""
+           tolerance: float, grid: tuple[float, float], axis: str = "width") -> tuple[str, int | None, str, str]:
+    """``(verdict, stable_from, reason, hint)`` from the measurements alone (see the module docstring);
+    ``axis`` names what the sizes are (``width`` or ``depth``) in the reason and the hint."""
+    a = axis
     widths = optima["width"].to_list()
     unplaced = optima.filter(~pl.col("opt_log2_lr").is_finite())
     if unplaced.height:
         w = unplaced["width"][0]
-        return ("inconclusive", None, f"every job of width {w} diverged, so its optimum is unknown",
+        return ("inconclusive", None, f"every job of {a} {w} diverged, so its optimum is unknown",
                 "add smaller learning rates to the grid")
     edges = optima.filter(~pl.col("bracketed"))
     if edges.height:
@@ -600,51 +638,50 @@ def _judge(optima: pl.DataFrame, shifts: pl.DataFrame, trend: ShiftTrend, tail_f
         if row["opt_max"] >= grid[1] - 1e-9 or row["opt_min"] <= grid[0] + 1e-9:
             side = "largest" if row["opt_max"] >= grid[1] - 1e-9 else "smallest"
             return ("inconclusive", None,
-                    f"the lowest loss of width {listed} is at the edge of the lr grid (its {side} lr, "
+                    f"the lowest loss of {a} {listed} is at the edge of the lr grid (its {side} lr, "
                     f"2^{row['opt_max' if side == 'largest' else 'opt_min']:.2f}), so the optimum is not placed",
                     f"widen the lr grid toward {'larger' if side == 'largest' else 'smaller'} learning rates")
         return ("inconclusive", None,
-                f"the lowest mean loss of width {listed} sits next to a diverged job, so the optimum is not "
+                f"the lowest mean loss of {a} {listed} sits next to a diverged job, so the optimum is not "
                 "placed", "add learning rates just below the one that diverged, or seeds")
     if len(widths) < MIN_WIDTHS:
         return ("inconclusive", None,
-                f"only {len(widths)} width(s): one shift ({_shift_list(shifts) or 'none'}) cannot tell a "
-                "finite-width effect from a steady drift",
-                f"add widths (at least {MIN_WIDTHS}, e.g. doublings beyond {widths[-1]})")
+                f"only {len(widths)} {a}(s): one shift ({_shift_list(shifts) or 'none'}) cannot tell a "
+                f"finite-{a} effect from a steady drift",
+                f"add {a}s (at least {MIN_WIDTHS}, e.g. doublings beyond {widths[-1]})")
     holding = [t for t in tail_fits if t.holds]
     if holding:
         tail = holding[0]
-        where = f"widths {tail.from_width}–{widths[-1]}"
+        where = f"{a}s {tail.from_width}–{widths[-1]}"
         if tail.from_width == widths[0]:
             return ("transfers", tail.from_width,
                     f"the optimum stays within ±{tolerance:g} log2 lr per doubling over {where} "
                     f"(drift {tail.drift:+.2f} ± {tail.stderr:.2f}; shifts {_shift_list(shifts)})",
-                    f"tune the learning rate at any width from {tail.from_width} on and reuse it; the regret "
-                    "says what that costs at each width")
+                    f"tune the learning rate at any {a} from {tail.from_width} on and reuse it; the regret "
+                    f"says what that costs at each {a}")
         before = shifts.filter(pl.col("width_hi") <= tail.from_width)
         return ("transfers from width", tail.from_width,
                 f"the shift per doubling {'dies out' if trend.shape == 'converging' else 'settles'} "
                 f"({_shift_list(shifts)}): stable within ±{tolerance:g} over {where} (drift {tail.drift:+.2f} ± "
                 f"{tail.stderr:.2f}), moving below ({_shift_list(before)})",
-                f"tune the learning rate at width {tail.from_width} or wider; a smaller proxy is in the "
-                "finite-width regime")
+                f"tune the learning rate at {a} {tail.from_width} or {'wider' if a == 'width' else 'deeper'}; "
+                f"a smaller proxy is in the finite-{a} regime")
     widest = tail_fits[-1]
-    where = f"widths {widest.from_width}–{widths[-1]}"
+    where = f"{a}s {widest.from_width}–{widths[-1]}"
     if widest.beyond:
         if trend.shape == "converging":
-            reach = (f"the fitted shift reaches ±{tolerance:g} near width {trend.reach_width:.0f}"
+            reach = (f"the fitted shift reaches ±{tolerance:g} near {a} {trend.reach_width:.0f}"
                      if trend.reach_width > widths[-1] else "to confirm that the shift has died out")
             return ("inconclusive", None,
                     f"the shift per doubling shrinks ({_shift_list(shifts)}) but the optimum still moves "
                     f"{widest.drift:+.2f} ± {widest.stderr:.2f} per doubling over {where}",
-                    f"add wider widths ({reach})")
-        slowly = (f"; at its rate of decline it would reach ±{tolerance:g} only near width {trend.reach_width:.0f}"
+                    f"add {'wider widths' if a == 'width' else 'deeper depths'} ({reach})")
+        slowly = (f"; at its rate of decline it would reach ±{tolerance:g} only near {a} {trend.reach_width:.0f}"
                   if math.isfinite(trend.reach_width) else "")
         return ("does not transfer", None,
                 f"the optimum keeps moving {widest.drift:+.2f} ± {widest.stderr:.2f} log2 lr per doubling over "
                 f"{where} and the shift does not die out ({_shift_list(shifts)}){slowly}",
-                "the learning rate must be rescaled with width: check the parametrization "
-                "(coordscope check), e.g. SP with Adam moves the optimum about −1 per doubling")
+                RESCALE_HINTS[a])
     # Neither surely stable nor surely moving: name what blurs the optima most.
     part = optima.filter(pl.col("width") >= widest.from_width)
     flat = float(np.nan_to_num(part["flat_se"].to_numpy(), nan=0.0).max())
@@ -677,6 +714,11 @@ class SweepReport:
     is the least-squares slope of every seed's optimum against log2 width over all widths, kept for
     comparison: it is not the verdict. ``verdict`` is one of :data:`VERDICTS`; ``reason`` and ``hint`` say
     why, and what to do.
+
+    ``axis`` says what the sizes are: ``width`` (μTransfer), or ``depth`` — then every "width" above (the
+    tables' ``width`` columns, ``stable_from``, ``proxy_width``) is a depth, the judgement made at the one
+    width ``at``. A width judgement of a depth sweep is made at the one depth ``at`` (None: no depth swept).
+    The column names stay those of the width sweep, so that every reader of a report reads either.
     """
 
     run: str
@@ -699,6 +741,15 @@ class SweepReport:
     verdict: str = "inconclusive"
     reason: str = ""
     hint: str = ""
+    axis: str = "width"
+    at: int | None = None
+
+    @property
+    def where(self) -> str:
+        """Where the other axis is held, for titles: ``at width 64``, ``at depth 4``, or nothing."""
+        if self.at is None:
+            return ""
+        return f" at {'width' if self.axis == 'depth' else 'depth'} {self.at}"
 
     @property
     def transfers(self) -> bool:
@@ -721,7 +772,7 @@ class SweepReport:
     def label(self) -> str:
         """The verdict as shown: ``TRANSFERS FROM WIDTH 256`` rather than the category."""
         if self.verdict == "transfers from width":
-            return f"TRANSFERS FROM WIDTH {self.stable_from}"
+            return f"TRANSFERS FROM {self.axis.upper()} {self.stable_from}"
         return self.verdict.upper()
 
     def proxy_regret(self, source: str = "proxy") -> dict[str, Any] | None:
@@ -734,13 +785,15 @@ class SweepReport:
     @property
     def headline(self) -> str:
         """The verdict in one line — what the CLI, the HTML report, the dashboard and the demo all show."""
-        text = f"{self.label} · {self.reason}"
+        a = self.axis
+        text = f"{self.label} · {self.reason}" if a == "width" and self.at is None else \
+            f"{self.label} across {a}{self.where} · {self.reason}"
         if self.above_proxy:
-            text += (f" · the proxy width {self.proxy_width} is below {self.stable_from}"
+            text += (f" · the proxy {a} {self.proxy_width} is below {self.stable_from}"
                      + (" (fails: --fail-above-proxy)" if self.fail_above_proxy else ""))
         row = self.proxy_regret()
         if row is not None and row["width"] != self.proxy_width and not math.isnan(row["regret_rel"]):
-            text += (f" · regret of the width-{self.proxy_width} lr at width {row['width']}: "
+            text += (f" · regret of the {a}-{self.proxy_width} lr at {a} {row['width']}: "
                      f"{_pct(row['regret_rel'])}")
         return text + ("" if self.complete else " · INCOMPLETE sweep (some jobs missing)")
 
@@ -757,7 +810,8 @@ class SweepReport:
         for row, raw in zip(regret, self.regret.iter_rows(named=True), strict=True):
             row["regret_diverged"] = raw["regret"] == math.inf
         return {
-            "ok": self.ok, "verdict": self.verdict, "stable_from": self.stable_from, "reason": self.reason,
+            "ok": self.ok, "axis": self.axis, "at": self.at,
+            "verdict": self.verdict, "stable_from": self.stable_from, "reason": self.reason,
             "hint": self.hint, "headline": self.headline, "complete": self.complete, "run": self.run,
             "spec": self.spec, "metric": self.metric, "drift": clean(self.drift),
             "drift_stderr": clean(self.drift_stderr), "tolerance": self.tolerance, "z": Z,
@@ -779,9 +833,11 @@ class SweepReport:
             return json.dumps(self.to_dict(), indent=2) + "\n"
         if fmt not in SWEEP_FORMATS:
             raise ConfigError(f"unknown sweep format {fmt!r} (choose from {', '.join(SWEEP_FORMATS)})")
+        a = self.axis
         regret = {(r["source"], r["width"]): r for r in self.regret.iter_rows(named=True)}
-        lines = [f"LR sweep {self.run}  spec {self.spec}  (optimum of the {self.metric} loss)",
-                 f"{'width':>7}  {'opt log2 lr':>11}  {'± se':>5}  {'spread':>6}  {'opt lr':>9}  {'best loss':>9}  "
+        lines = [f"LR sweep {self.run}  spec {self.spec}  (optimum of the {self.metric} loss)"
+                 + (f"  across {a}{self.where}" if a != "width" or self.at is not None else ""),
+                 f"{a:>7}  {'opt log2 lr':>11}  {'± se':>5}  {'spread':>6}  {'opt lr':>9}  {'best loss':>9}  "
                  f"{'regret@' + str(self.proxy_width):>12}  diverged"]
         for row in self.optima.iter_rows(named=True):
             edge = "" if row["bracketed"] else "  (at grid edge)"
@@ -790,29 +846,30 @@ class SweepReport:
                          f"{row['spread']:>6.2f}  "
                          f"{2.0 ** row['opt_log2_lr']:>9.2e}  {row['best_loss']:>9.4f}  "
                          f"{_pct(r['regret_rel']) if r else 'n/a':>12}  {row['diverged']:>3}/{row['jobs']}{edge}")
-        lines.append("shift of the optimum per doubling of width (log2 lr ± the 90 % interval; tolerance "
+        lines.append(f"shift of the optimum per doubling of {a} (log2 lr ± the 90 % interval; tolerance "
                      f"±{self.tolerance:g}):")
         for row in self.shifts.iter_rows(named=True):
             lines.append(f"  {row['width_lo']:>6} → {row['width_hi']:<6} {row['shift']:>+6.2f} ± "
                          f"{row['shift_ci']:.2f}  {row['status']}")
         trend = self.trend
-        reach = (f"; within ±{self.tolerance:g} near width {trend.reach_width:.0f}"
+        reach = (f"; within ±{self.tolerance:g} near {a} {trend.reach_width:.0f}"
                  if math.isfinite(trend.reach_width) else "")
         lines.append(f"shift trend: {trend.shape} (|shift| changes {trend.slope:+.2f} ± {trend.stderr:.2f} per "
                      f"doubling{reach})")
-        lines.append("stable from: " + (f"width {self.stable_from}" if self.stable_from is not None else "no width"))
-        for source, title in (("proxy", f"the proxy width {self.proxy_width}"),
-                              ("stable_from", f"width N = {self.stable_from}")):
+        lines.append("stable from: " + (f"{a} {self.stable_from}" if self.stable_from is not None else f"no {a}"))
+        for source, title in (("proxy", f"the proxy {a} {self.proxy_width}"),
+                              ("stable_from", f"{a} N = {self.stable_from}")):
             part = self.regret.filter(pl.col("source") == source) if not self.regret.is_empty() else self.regret
             if part.is_empty():
                 continue
             cells = ", ".join(f"{r['width']}: {_pct(r['regret_rel'])} ± {100 * r['regret_rel_se']:.2f}"
                               if math.isfinite(r["regret_rel_se"]) else f"{r['width']}: {_pct(r['regret_rel'])}"
                               for r in part.iter_rows(named=True))
-            lines.append(f"regret of the lr of {title} (loss above each width's best): {cells}")
-        lines += [f"drift over all widths (one line, for comparison): {self.drift:+.2f} ± {self.drift_stderr:.2f} "
-                  "log2 lr per doubling",
-                  f"wider is better at the best lr: {'yes' if self.wider_is_better else 'no'}",
+            lines.append(f"regret of the lr of {title} (loss above each {a}'s best): {cells}")
+        lines += [f"drift over all {a}s (one line, for comparison): {self.drift:+.2f} ± {self.drift_stderr:.2f} "
+                  f"log2 lr per doubling of {a}",
+                  f"{'wider' if a == 'width' else 'deeper'} is better at the best lr: "
+                  f"{'yes' if self.wider_is_better else 'no'}",
                   *(f"warning: {w}" for w in self.warnings),
                   f"verdict: {self.headline}"]
         if self.hint:
@@ -820,9 +877,22 @@ class SweepReport:
         return "\n".join(lines) + "\n"
 
 
+def report_losses(run_dir: str | os.PathLike[str], report: SweepReport) -> pl.DataFrame:
+    """The scores a report judged (:func:`job_losses` of its judgement's rows, sizes in ``width``): what its
+    loss curves are drawn from, one per width — one per depth in a depth judgement."""
+    return job_losses(axis_rows(load_sweep(run_dir), report.axis, report.at), report.metric)
+
+
+def analyse_sweeps(run_dir: str | os.PathLike[str], **options: Any) -> list[SweepReport]:
+    """Every judgement of a sweep (:func:`judgements`), each by :func:`analyse_sweep` with ``options``:
+    one report for a width sweep, one per width (across depth) and one per depth (across width) for a
+    depth sweep."""
+    return [analyse_sweep(run_dir, axis=axis, at=at, **options) for axis, at in judgements(load_sweep(run_dir))]
+
+
 def analyse_sweep(run_dir: str | os.PathLike[str], *, metric: str | None = None, tolerance: float | None = None,
                   proxy_width: int | None = None, fail_above_proxy: bool | None = None,
-                  config: ConfigSource = None) -> SweepReport:
+                  config: ConfigSource = None, axis: str | None = None, at: int | None = None) -> SweepReport:
     """Per-width optima with their uncertainty, per-doubling shifts and their trend, the width N from which
     the optimum is stable, the transfer regret, and the verdict (:class:`SweepReport`).
 
@@ -830,22 +900,39 @@ def analyse_sweep(run_dir: str | os.PathLike[str], *, metric: str | None = None,
     (the width the learning rate is tuned at; default the smallest) and ``fail_above_proxy`` (default
     False: whether N above the proxy width fails :attr:`SweepReport.ok`) come from the arguments, else from
     ``[tool.coordscope.sweep]`` of ``config`` (None: the nearest pyproject.toml) — the same on every surface.
+
+    ``axis`` (``width`` or ``depth``) and ``at`` (the fixed value of the other axis) pick one judgement of
+    :func:`judgements`; unset, the sweep's first (across depth at the smallest width in a depth sweep,
+    across width in a width sweep). ``proxy_width`` applies across width; across depth the proxy is the
+    smallest depth.
     """
     table = (config if isinstance(config, Config) else load_config(config)).sweep
     metric = str(next(v for v in (metric, table.get("metric"), "heldout") if v is not None))
     tolerance = check_lr(next(v for v in (tolerance, table.get("tolerance"), TOLERANCE) if v is not None),
                          "tolerance")
-    proxy = next((v for v in (proxy_width, table.get("proxy_width")) if v is not None), None)
     strict = bool(next((v for v in (fail_above_proxy, table.get("fail_above_proxy")) if v is not None), False))
     directory = local_dir(run_dir)
     meta = read_meta(directory)
-    scores = job_losses(load_sweep(directory), metric)
+    frame = load_sweep(directory)
+    possible = judgements(frame)
+    axis = possible[0][0] if axis is None else axis
+    if axis not in AXES:
+        raise ConfigError(f"unknown sweep axis {axis!r} (choose from {', '.join(AXES)})")
+    at = next((x for a, x in possible if a == axis), None) if at is None else at
+    if (axis, at) not in possible:
+        listed = ", ".join(f"{a}" + ("" if x is None else f" at {'width' if a == 'depth' else 'depth'} {x}")
+                           for a, x in possible)
+        raise ConfigError(f"{directory}: cannot judge this sweep across {axis}"
+                          + ("" if at is None else f" at {at}") + f"; it can be judged across {listed}")
+    scores = job_losses(axis_rows(frame, axis, at), metric)
     optima = width_optima(scores)
     widths = optima["width"].to_list()
+    proxy = next((v for v in (proxy_width, table.get("proxy_width")) if v is not None), None) \
+        if axis == "width" else None
     if proxy is None:
         proxy = widths[0]
     elif proxy not in widths:
-        raise ConfigError(f"proxy width {proxy!r} is not one of the sweep's widths "
+        raise ConfigError(f"proxy {axis} {proxy!r} is not one of the sweep's {axis}s "
                           f"({', '.join(map(str, widths))})")
     seed_widths, seed_optima = [], []
     for (width, _seed), group in scores.group_by(["width", "seed"], maintain_order=True):
@@ -857,14 +944,14 @@ def analyse_sweep(run_dir: str | os.PathLike[str], *, metric: str | None = None,
     tail_fits = tails(optima, shifts, tolerance)
     lrs = scores["lr"].unique().sort()
     grid = (math.log2(lrs[0]), math.log2(lrs[-1]))
-    verdict, stable_from, reason, hint = _judge(optima, shifts, trend, tail_fits, tolerance, grid)
+    verdict, stable_from, reason, hint = _judge(optima, shifts, trend, tail_fits, tolerance, grid, axis)
     sources = [("proxy", proxy)]
     if stable_from is not None and stable_from != proxy:
         sources.append(("stable_from", stable_from))
     placeable = optima.filter(pl.col("opt_log2_lr").is_finite())["width"].to_list()
     regret = transfer_regret(scores, optima, [(k, w) for k, w in sources if w in placeable])
     best = optima["best_loss"].to_list()
-    warnings = [f"width {w}: the lowest loss is at the edge of the lr grid; widen the grid"
+    warnings = [f"{axis} {w}: the lowest loss is at the edge of the lr grid; widen the grid"
                 for w, b in zip(optima["width"], optima["bracketed"], strict=True) if not b]
     if scores["seed"].n_unique() < 2:
         warnings.append("one seed: the seeds' disagreement on the optimum is not measured, only the loss "
@@ -873,12 +960,12 @@ def analyse_sweep(run_dir: str | os.PathLike[str], *, metric: str | None = None,
     if missing:
         warnings.append(f"{len(missing)} of {len(meta.jobs)} jobs have no shard (killed or failed)")
     if not math.isfinite(drift):
-        warnings.append("no drift: fewer than two widths have a finite optimum")
+        warnings.append(f"no drift: fewer than two {axis}s have a finite optimum")
     return SweepReport(
         run=meta.run, spec=meta.spec, metric=metric, optima=optima,
         drift=drift, drift_stderr=stderr, tolerance=tolerance,
         wider_is_better=all(b1 <= b0 for b0, b1 in pairwise(best)),
         complete=not missing and meta.status == "complete", warnings=warnings,
         shifts=shifts, trend=trend, tails=tail_fits, stable_from=stable_from, proxy_width=proxy,
-        fail_above_proxy=strict, regret=regret, verdict=verdict, reason=reason, hint=hint,
+        fail_above_proxy=strict, regret=regret, verdict=verdict, reason=reason, hint=hint, axis=axis, at=at,
     )

@@ -85,4 +85,10 @@ SAMPLES: dict[str, Sample] = {
                                     "constant in depth", "fail", "blocks", "depth_lr_unscaled", axis="depth"),
     "gpt-depth-overscaled": Sample(f"{_DEEP}:OVERSCALED", "deep GPT, branches × 1/L with Depth-μP's LR × 1/√L",
                                    "fail", "blocks", "depth_overscaled", axis="depth"),
+    # Their LR-sweep variants, on the stdlib corpus: CompleteP's optimum should transfer across depth.
+    "gpt-completep-sweep": Sample(f"{_DEEP}:COMPLETEP_SWEEP", "deep GPT, CompleteP, on the stdlib corpus (LR "
+                                  "sweeps across depth)", "pass", axis="depth"),
+    "gpt-depth-unscaled-sweep": Sample(f"{_DEEP}:UNSCALED_SWEEP", "deep GPT, residual branches not scaled with "
+                                       "depth, on the stdlib corpus (LR sweeps across depth)", "fail", "blocks",
+                                       "branch_unscaled", axis="depth"),
 }

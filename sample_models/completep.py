@@ -35,12 +35,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from coordscope.sample_models import gpt
+from coordscope.sample_models import gpt, sweeps
 from coordscope.spec import Spec
 
 BASE_DEPTH = 2
 DEPTHS = [2, 4, 8, 16]
 WIDTH = 64
+# What `coordscope sweep gpt-completep-sweep` (and gpt-depth-unscaled-sweep) runs without flags: one width,
+# depths 2..16, 100 steps. The grid brackets both samples' optima at every depth (the unscaled one's falls to
+# about 2^-9 at depth 16). CompleteP's optimum sits in a flat valley whose seeds scatter by up to ±0.4 log2 lr
+# at depth 16, so it takes two seeds; the unscaled sample's fall (≈ −0.6 per doubling) is so far beyond
+# tolerance that one seed decides it (benchmarks/depth_sweep.py measures both).
+SWEEP_DEFAULTS: dict[str, Any] = {"widths": [WIDTH], "depths": DEPTHS, "lrs": [2.0**e for e in range(-10, -3)],
+                                  "steps": 100, "executor": "processes"}
+SWEEP_SEEDS = {"completep": 2, "unscaled": 1}
 EPS = 1e-8
 PARAMETRIZATIONS: dict[str, tuple[float, float]] = {
     # name: (α of the branch multiplier, α of the learning-rate and ε rules)
@@ -106,19 +114,26 @@ def make_optimizer(model: nn.Module, lr: float) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=lr, eps=EPS)
 
 
-def make_spec(parametrization: str, name: str) -> Spec:
-    """The deep GPT sample in ``parametrization``: ``model(width, depth=BASE_DEPTH)``."""
+def make_spec(parametrization: str, name: str, sweep: bool = False) -> Spec:
+    """The deep GPT sample in ``parametrization``: ``model(width, depth=BASE_DEPTH)``. With ``sweep``, its
+    LR-sweep variant: trained on the stdlib corpus (:mod:`coordscope.sample_models.sweeps`' stream and
+    held-out windows) instead of the coord check's fixed batch of random tokens, which holds nothing to
+    learn, with :data:`SWEEP_DEFAULTS` for ``coordscope sweep``; its coord-check settings stay the same."""
 
     def model(width: int, depth: int = BASE_DEPTH) -> nn.Module:
         return build(width, depth, parametrization)
 
+    defaults: dict[str, Any] = {"widths": [WIDTH], "depths": DEPTHS, "steps": 4, "seeds": 2, "lr": gpt.LR}
     return Spec(
         model=model,
-        batches=gpt.batches,
+        batches=sweeps.batches if sweep else gpt.batches,
+        heldout=sweeps.heldout if sweep else None,
         optimizer=make_optimizer,
-        defaults={"widths": [WIDTH], "depths": DEPTHS, "steps": 4, "seeds": 2, "lr": gpt.LR},
+        defaults={**defaults, "sweep": {**SWEEP_DEFAULTS, "seeds": SWEEP_SEEDS[parametrization]}}
+        if sweep else defaults,
         ref=name,
-        description=f"deep GPT, {parametrization}, Adam (CompleteP Table 1 rules)",
+        description=f"deep GPT, {parametrization}, Adam (CompleteP Table 1 rules)"
+                    + (", on the stdlib corpus (LR sweeps across depth)" if sweep else ""),
     )
 
 
@@ -127,3 +142,5 @@ DEPTH_MUP = make_spec("depth-mup", "gpt-depth-mup")
 UNSCALED = make_spec("unscaled", "gpt-depth-unscaled")
 LR_UNSCALED = make_spec("lr-unscaled", "gpt-depth-lr-unscaled")
 OVERSCALED = make_spec("overscaled", "gpt-depth-overscaled")
+COMPLETEP_SWEEP = make_spec("completep", "gpt-completep-sweep", sweep=True)
+UNSCALED_SWEEP = make_spec("unscaled", "gpt-depth-unscaled-sweep", sweep=True)

@@ -46,6 +46,8 @@ def server(mlp_runs: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -
     for name in ("mlp-sp", "mlp-mup"):  # tiny real LR sweeps, SP and μP, for the side-by-side view
         sweep(name, widths=[32, 64], lrs=[2.0**-10, 2.0**-7, 2.0**-4], steps=4, seeds=1, out=root / f"sweep-{name}",
               eval_batches=1, progress=False)
+    sweep("gpt-completep-sweep", widths=[16, 32], depths=[1, 2], lrs=[2.0**-10, 2.0**-7, 2.0**-4], steps=2, seeds=1,
+          out=root / "sweep-deep", eval_batches=1, executor="inline", progress=False)  # a depth LR sweep
     port = _free_port()
     log = (root.parent / "streamlit.log").open("w")
     proc = subprocess.Popen([sys.executable, "-m", "coordscope", "app", str(root), "--port", str(port)],
@@ -222,6 +224,26 @@ def test_compare_overlays_three_runs_chosen_in_the_browser(server: str, page) ->
         timeout=RENDER_MS)
     drawn = _rendered(page, CHART)
     assert drawn["traces"] > 0 and "hidden.0" in drawn["violating"]  # the SP run's failing layers, thick
+
+
+def _curve_names(page) -> list[str]:
+    """The names of the loss curves (not the optimum, not diverged markers) of the first chart."""
+    return page.evaluate(  # type: ignore[no-any-return]
+        """() => document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot').data
+                   .filter(t => t.mode === 'lines+markers').map(t => t.name)""")
+
+
+def test_lr_sweep_page_draws_a_depth_sweep_per_depth_and_switches_to_width(server: str, page) -> None:
+    page.goto(f"{server}/lr_sweep?run=sweep-deep")
+    _rendered(page, CHART)
+    assert _curve_names(page) == ["depth 1", "depth 2"]
+    assert page.evaluate("""() => document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot')
+                               .layout.legend.title.text""") == "depth"
+    _choose(page, "Across", "width at depth 2")
+    page.wait_for_function(
+        """() => { const c = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+                   return c && c.data && c.data.some(t => t.name === 'width 32'); }""", timeout=RENDER_MS)
+    assert _rendered(page, CHART)["traces"] > 0 and _curve_names(page) == ["width 16", "width 32"]
 
 
 def test_lr_sweep_page_shows_an_sp_and_a_mup_sweep_side_by_side(server: str, page) -> None:

@@ -110,7 +110,7 @@ def test_a_branch_multiplier_without_the_depth_learning_rate_is_named(tmp_path: 
 def test_depth_samples_are_registered_for_the_depth_axis() -> None:
     deep = {n: s for n, s in SAMPLES.items() if s.axis == "depth"}
     assert set(deep) == {"gpt-completep", "gpt-depth-mup", "gpt-depth-unscaled", "gpt-depth-lr-unscaled",
-                         "gpt-depth-overscaled"}
+                         "gpt-depth-overscaled", "gpt-completep-sweep", "gpt-depth-unscaled-sweep"}
     result = CliRunner().invoke(main, ["samples"])
     assert "gpt-completep" in result.output
 

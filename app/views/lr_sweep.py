@@ -1,8 +1,11 @@
 """LR sweep: loss against learning rate, one curve per width (TP5's Fig. 1) with the width N from which the
 optimum is stable — side by side with the other sweeps under the root, so that an SP sweep's sliding optima
 and a μP sweep's lined-up ones sit next to each other on the same axes; the shift of the optimum per
-doubling of width, overlaid the same way; and the regret of transferring the proxy width's learning rate."""
+doubling of width, overlaid the same way; and the regret of transferring the proxy width's learning rate.
+A depth sweep is drawn the same way with depth as the series (one curve per depth, at one width: a picker
+chooses the width, or switches to the judgement across width at one depth)."""
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -54,6 +57,7 @@ def table(frame: pl.DataFrame, key: str) -> None:
     config: dict[str, Any] = {}
     for column in frame.columns:
         label, fmt, helptext = COLUMNS.get(column, (column, None, ""))
+        label, helptext = label.replace("width", AXIS), helptext.replace("width", AXIS)
         if frame.schema[column] == pl.Boolean:
             config[column] = st.column_config.CheckboxColumn(label, help=helptext or None)
         elif frame.schema[column].is_numeric():
@@ -70,10 +74,15 @@ if entry is None:
 key = data.stamp(entry.path)
 metric = ui.choose("Loss", ["heldout", "train"], "heldout", key="lr-metric")
 try:
-    sweep, curves = data.sweep(entry.path, key, metric)
+    judged = {f"{a}" + ("" if at is None else f" at {'width' if a == 'depth' else 'depth'} {at}"): (a, at)
+              for a, at in data.judgements(entry.path, key)}
+    picked = ui.choose("Across", list(judged), next(iter(judged)), key="lr-axis") if len(judged) > 1 \
+        else next(iter(judged))
+    sweep, curves = data.sweep(entry.path, key, metric, *judged[picked])
 except CoordscopeError as exc:
     st.error(str(exc))
     st.stop()
+AXIS = sweep.axis
 ui.show_status(read_meta(entry.path), entry.path)
 banner = st.success if sweep.ok else st.warning if sweep.verdict == "inconclusive" else st.error
 banner(sweep.headline)
@@ -82,7 +91,19 @@ if sweep.hint:
 for warning in sweep.warnings:
     st.warning(warning)
 
-others = [e for e in data.list_runs(data.runs_root()) if e.kind == "lrsweep" and e.name != entry.name]
+
+
+def same_axis(path: Path) -> bool:
+    """Whether the sweep at ``path`` is judged along this one's axis first: a width sweep's curves beside a
+    depth sweep's would share colours, not meaning. A sweep that cannot be read is kept, to say why below."""
+    try:
+        return data.judgements(path, data.stamp(path))[0][0] == AXIS
+    except CoordscopeError:
+        return True
+
+
+others = [e for e in data.list_runs(data.runs_root())
+          if e.kind == "lrsweep" and e.name != entry.name and same_axis(e.path)]
 beside = st.sidebar.multiselect("Show beside it", [e.name for e in others],
                                 default=[e.name for e in others[:MAX_OVERLAY]], key="lr-overlay",
                                 help="Other sweeps drawn next to this one (loss curves) and over it (shifts).")
@@ -98,16 +119,18 @@ for other in (e for e in others if e.name in beside):
 if compared:
     panels = [plots.SweepPanel(name, c, r.optima, r.stable_from, r.label)
               for name, r, c in [(entry.name, sweep, curves), *compared]]
-    st.plotly_chart(plots.lr_sweep_panels(panels, title=f"{metric} loss against learning rate, per width"),
-                    key="lr-sweep")
+    st.plotly_chart(plots.lr_sweep_panels(panels, title=f"{metric} loss against learning rate, per {AXIS}",
+                                          axis=AXIS), key="lr-sweep")
     st.caption("Side by side on the same axes (Tensor Programs V, Figure 1): where each width's optimum sits. "
                "Under SP with Adam the optimum slides to smaller learning rates as the width grows; under μP "
                "the stars line up, so a learning rate tuned on a narrow model is right for a wide one.")
 else:
-    st.plotly_chart(plots.lr_sweep_figure(curves, sweep.optima, stable_from=sweep.stable_from,
-                                          title=f"{sweep.run} · {metric} loss"), key="lr-sweep")
-st.caption("Stars: each width's optimal learning rate (parabola through the best grid point and its neighbours, "
-           "mean over seeds); crosses: diverged jobs. Dashed, faint curves: widths below N, the width from which "
+    st.plotly_chart(plots.lr_sweep_figure(curves, sweep.optima, stable_from=sweep.stable_from, axis=AXIS,
+                                          title=f"{sweep.run} · {metric} loss" + (
+                                              "" if AXIS == "width" else f" per depth{sweep.where}")),
+                    key="lr-sweep")
+st.caption(f"Stars: each {AXIS}'s optimal learning rate (parabola through the best grid point and its neighbours, "
+           f"mean over seeds); crosses: diverged jobs. Dashed, faint curves: {AXIS}s below N, the {AXIS} from which "
            "the optimum is stable; the solid vertical line is N's optimum.")
 table(sweep.optima, "optima")
 
@@ -116,17 +139,17 @@ shifts, stable = {entry.name: sweep.shifts}, {entry.name: sweep.stable_from}
 for name, report, _ in compared:
     shifts[name], stable[name] = report.shifts, report.stable_from
 st.subheader("Does the shift of the optimum die out?")
-st.plotly_chart(plots.shift_figure(shifts, tolerance=sweep.tolerance, stable_from=stable,
-                                   title="shift of the optimal lr per doubling of width"), key="lr-shifts")
-st.caption(f"Each point: how far the optimum moves between two consecutive widths, per doubling, with its 90 % "
+st.plotly_chart(plots.shift_figure(shifts, tolerance=sweep.tolerance, stable_from=stable, axis=AXIS,
+                                   title=f"shift of the optimal lr per doubling of {AXIS}"), key="lr-shifts")
+st.caption(f"Each point: how far the optimum moves between two consecutive {AXIS}s, per doubling, with its 90 % "
            f"interval (seeds and the loss's flatness); hollow: not placed on either side of the tolerance. Band: "
            f"±{sweep.tolerance:g}. Under μP the shift falls into the band (from N on); under SP it stays near −1. "
            f"Trend of this sweep: {sweep.trend.shape}.")
 table(sweep.shifts, "shifts")
 if not sweep.regret.is_empty():
     st.subheader("What transferring costs")
-    st.plotly_chart(plots.regret_figure(sweep.regret, title="transfer regret"), key="lr-regret")
-    st.caption(f"The loss at the learning rate tuned at the proxy width {sweep.proxy_width}"
+    st.plotly_chart(plots.regret_figure(sweep.regret, title="transfer regret", axis=AXIS), key="lr-regret")
+    st.caption(f"The loss at the learning rate tuned at the proxy {AXIS} {sweep.proxy_width}"
                + (f" (and at N = {sweep.stable_from})" if sweep.stable_from not in (None, sweep.proxy_width) else "")
-               + ", above each width's own best loss.")
+               + f", above each {AXIS}'s own best loss.")
     table(sweep.regret, "regret")
