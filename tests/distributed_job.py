@@ -87,6 +87,7 @@ def main() -> None:
     if args.mode != "single":
         import torch.distributed as dist
 
+        dist.barrier()  # rank 0 still writes the store: tear gloo down together (a lone exit aborted once)
         dist.destroy_process_group()
 
 

@@ -226,24 +226,26 @@ def test_compare_overlays_three_runs_chosen_in_the_browser(server: str, page) ->
     assert drawn["traces"] > 0 and "hidden.0" in drawn["violating"]  # the SP run's failing layers, thick
 
 
-def _curve_names(page) -> list[str]:
-    """The names of the loss curves (not the optimum, not diverged markers) of the first chart."""
-    return page.evaluate(  # type: ignore[no-any-return]
-        """() => document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot').data
-                   .filter(t => t.mode === 'lines+markers').map(t => t.name)""")
+def _wait_for_curves(page, names: list[str]) -> None:
+    """Wait until the first chart's loss curves (not the optimum, not the proxy's lr line) are ``names``: while
+    Streamlit swaps a chart, the first one found can be a half-drawn or the previous one."""
+    page.wait_for_function(
+        """(names) => { const c = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
+            if (!c || !c.data) return false;
+            const shown = c.data.filter(t => t.mode === 'lines+markers' && !(t.name || '').includes('proxy'))
+                                .map(t => t.name);
+            return JSON.stringify(shown) === JSON.stringify(names); }""", arg=names, timeout=RENDER_MS)
 
 
 def test_lr_sweep_page_draws_a_depth_sweep_per_depth_and_switches_to_width(server: str, page) -> None:
     page.goto(f"{server}/lr_sweep?run=sweep-deep")
     _rendered(page, CHART)
-    assert _curve_names(page) == ["depth 1", "depth 2"]
+    _wait_for_curves(page, ["depth 1", "depth 2"])
     assert page.evaluate("""() => document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot')
                                .layout.legend.title.text""") == "depth"
     _choose(page, "Across", "width at depth 2")
-    page.wait_for_function(
-        """() => { const c = document.querySelector('[data-testid="stPlotlyChart"] .js-plotly-plot');
-                   return c && c.data && c.data.some(t => t.name === 'width 32'); }""", timeout=RENDER_MS)
-    assert _rendered(page, CHART)["traces"] > 0 and _curve_names(page) == ["width 16", "width 32"]
+    _wait_for_curves(page, ["width 16", "width 32"])
+    assert _rendered(page, CHART)["traces"] > 0
 
 
 def test_lr_sweep_page_shows_an_sp_and_a_mup_sweep_side_by_side(server: str, page) -> None:
