@@ -31,7 +31,7 @@ from coordscope.errors import CoordscopeError, StoreError
 from coordscope.plots import seed_bands
 from coordscope.report import Report
 from coordscope.runmeta import META, RunMeta, read_meta
-from coordscope.store import check_shard, shard_paths
+from coordscope.store import along_axis, check_shard, shard_paths
 
 ROOT_ENV = "COORDSCOPE_RUNS_ROOT"
 Stamp = tuple[tuple[str, int, int], ...]
@@ -127,8 +127,8 @@ class RunData:
     steps: tuple[int, ...]
 
     def scan(self) -> pl.LazyFrame:
-        """A lazy scan of the readable shards."""
-        return pl.scan_parquet([str(p) for p in self.shards], glob=False)
+        """A lazy scan of the readable shards (a dimension sweep's ``width`` holding that dimension)."""
+        return along_axis(pl.scan_parquet([str(p) for p in self.shards], glob=False), self.meta)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

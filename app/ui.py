@@ -90,6 +90,8 @@ def axis_view(run: data.RunData, key: str) -> tuple[str, int | None, str | None]
     depth sweep at one width: ("depth", None, None). One that sweeps both: a sidebar choice of the axis
     and of the other axis's value, ``other`` naming it as the fits do ("width 64", "depth 8")."""
     depths, widths = run.meta.depths or (), run.meta.widths
+    if run.meta.axis() is not None:  # a dimension sweep: drawn against that dimension (RunData.scan)
+        return str(run.meta.axis()), None, None
     if not depths:
         return "width", None, None
     if len(widths) < 2:

@@ -25,14 +25,14 @@ import polars as pl
 
 from coordscope.analysis import DEFAULT_TOLERANCE, RELATIVE, SPECTRAL, Finding, Tolerance, analyse, relative_updates
 from coordscope.config import Config, ConfigSource, Override, load_config, parse_overrides
-from coordscope.diagnose import diagnose, gradient_levels, optimizer_family, regime
+from coordscope.diagnose import Diagnosis, diagnose, gradient_levels, optimizer_family, regime
 from coordscope.errors import ConfigError, SpecError, StoreError
 from coordscope.hyperparams import learning_rates, lint, slopes
-from coordscope.outputs import LOSS
+from coordscope.outputs import LOSS, OUTPUT
 from coordscope.report import Report
 from coordscope.runmeta import RECORDING, RunMeta, read_meta
 from coordscope.spec import Spec
-from coordscope.store import is_complete, missing_jobs, scan, shard_paths
+from coordscope.store import along_axis, is_complete, missing_jobs, scan, shard_paths
 
 Target = str | os.PathLike[str] | Spec
 
@@ -58,8 +58,10 @@ def _record(target: Target, config: Config, run_kwargs: Mapping[str, Any]) -> Pa
 
 
 def _widths_present(run_dir: Path, meta: RunMeta) -> list[int]:
+    """The values of the run's axis that have a shard: widths, or the swept dimension's values."""
     missing = set(missing_jobs(run_dir, meta))
-    return sorted({job.width for job in meta.jobs if job not in missing})
+    axis = meta.axis()
+    return sorted({job.width if axis is None else dict(job.dims)[axis] for job in meta.jobs if job not in missing})
 
 
 def _structural_overrides(meta: RunMeta) -> tuple[Override, ...]:
@@ -71,9 +73,34 @@ def _structural_overrides(meta: RunMeta) -> tuple[Override, ...]:
     """
     heads = [Override(name, "act", expected=(-0.5, 0.0)) for name, layer in meta.layers.items()
              if layer.role == "attn_logits" and any(layer.scaling_dims)]
+    still = [Override(name, "act", expected=(0.0, 0.0)) for name, layer in meta.layers.items()
+             if layer.role == "attn_logits" and not any(layer.scaling_dims) and _nothing_grows(meta, name)]
     raw = [Override(name, site, ignore=True) for name, layer in meta.layers.items() if layer.rescaled
            for site in ("act", "act_delta")]
-    return tuple(heads + raw)
+    return tuple(heads + still + raw)
+
+
+def _nothing_grows(meta: RunMeta, logits: str) -> bool:
+    """Whether nothing recorded inside the module that computed ``logits`` (``attn.attn_logits#1`` → ``attn``:
+    its parameters and its submodules' outputs) grows: then neither does its head size, and its attention
+    logits are flat at every step, not the width^-½ of 1/d attention at init (a sweep of the FFN size leaves
+    attention as it is)."""
+    owner = logits.split("#")[0].rpartition(".")[0]
+    inside = [layer for name, layer in meta.layers.items()
+              if name.startswith(f"{owner}." if owner else "") and layer.role != "attn_logits"
+              and name not in (OUTPUT, LOSS)]
+    return bool(inside) and not any(any(layer.scaling_dims) for layer in inside)
+
+
+def along_dimension(findings: list[Finding], diagnoses: list[Diagnosis], axis: str
+                    ) -> tuple[list[Finding], list[Diagnosis]]:
+    """Hints of a dimension sweep: the rules speak of width, which here is ``axis`` (the width stays fixed).
+    A matrix that sums over ``axis`` is output-like in it (μP's readout rules), one that grows into it is
+    input-like, and the rules' fixes apply with ``axis`` as the width."""
+    note = (f" — this run sweeps {axis} at a fixed width: read “width” as {axis} (a matrix summing over {axis} "
+            f"is its readout, one growing into {axis} its input layer)")
+    return ([replace(f, hint=f.hint + note) if f.hint else f for f in findings],
+            [replace(d, hint=d.hint + note) for d in diagnoses])
 
 
 BLOWUP = 10.0  # a loss that grows ten-fold during the check has blown up, finite or not
@@ -146,8 +173,7 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
     complete = is_complete(run_dir, meta)
     if not complete and not allow_incomplete:
         missing = missing_jobs(run_dir, meta)
-        named = ", ".join(f"width {j.width}" + (f" depth {j.depth}" if j.depth is not None else "") + f" seed {j.seed}"
-                          for j in missing[:6]) + (" …" if len(missing) > 6 else "")
+        named = ", ".join(f"{j.size()} seed {j.seed}" for j in missing[:6]) + (" …" if len(missing) > 6 else "")
         finish = ("record them with coordscope.recording(..., width=W, seed=S)" if RECORDING in meta.extra
                   else "finish it with `coordscope run ... --resume`")
         raise StoreError(f"run {str(run_dir)!r} is incomplete (status {meta.status!r}, {len(missing)} of "
@@ -158,10 +184,13 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
         return check_depth_run(run_dir, meta, scan(run_dir), probe=_choose_probe(wanted_probe, list(meta.probes)),
                                complete=complete, overrides=_structural_overrides(meta) + all_overrides,
                                tolerance=judging)
+    # A dimension sweep is judged as a width check along that dimension (store.along_axis).
     widths = _widths_present(run_dir, meta)
+    axis = meta.axis() or "width"
     if len(widths) < 2:
-        raise StoreError(f"run {str(run_dir)!r} has {'only width ' + str(widths[0]) if widths else 'no width'} "
-                         "recorded: a slope needs at least two widths")
+        raise StoreError(f"run {str(run_dir)!r} has {f'only {axis} ' + str(widths[0]) if widths else f'no {axis}'} "
+                         "recorded: a slope needs at least two "
+                         + ("widths" if axis == "width" else f"values of {axis}"))
     recorded = list(meta.probes)
     chosen = _choose_probe(wanted_probe, recorded)
     for override in all_overrides:
@@ -170,7 +199,7 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
                               f"this run (recorded: {', '.join(recorded)})")
     # The chosen probe's rows, the spectral norms of weights and updates when the run recorded them
     # (judged alongside whatever probe judges the activations), and each update relative to its weight.
-    rows = scan(run_dir).filter((pl.col("probe") == chosen)
+    rows = along_axis(scan(run_dir), meta).filter((pl.col("probe") == chosen)
                                 | ((pl.col("probe") == SPECTRAL) & pl.col("site").is_in(["param", "param_update"])))
     rows = pl.concat([rows, relative_updates(rows, tuple(dict.fromkeys((chosen, SPECTRAL))))], how="vertical")
     hyperparameters = slopes(meta.hyperparameters, meta.layers)
@@ -181,12 +210,14 @@ def check_run(run_dir: str | os.PathLike[str], *, config: ConfigSource = None,
                        family=lambda fits: optimizer_family(fits, rates))
     if analysis.fits.is_empty():
         raise StoreError(f"run {str(run_dir)!r} has no values for probe {chosen!r}")
-    blowup = loss_blowup(scan(run_dir))
+    blowup = loss_blowup(along_axis(scan(run_dir), meta))
     if blowup is not None and not any(f.site == "loss" for f in analysis.findings):  # not already non-finite
         analysis = replace(analysis, findings=[blowup, *analysis.findings])
     measured = analysis.family
     findings, diagnoses = diagnose(analysis.findings, analysis.fits, measured,
                                    {name: slope for name, (_, slope) in rates.items()})
+    if meta.axis() is not None:
+        findings, diagnoses = along_dimension(findings, diagnoses, str(meta.axis()))
     return Report(
         ok=not any(f.severity == "error" for f in findings), complete=complete, run_dir=run_dir, meta=meta,
         findings=findings, fits=analysis.fits, layers=analysis.layers, diagnoses=diagnoses,

@@ -38,7 +38,8 @@ from typing import Any
 from coordscope.choices import SITES
 from coordscope.errors import ConfigError
 
-RUN_KEYS = ("widths", "depths", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers", "exact")
+RUN_KEYS = ("widths", "depths", "dim", "steps", "seeds", "lr", "probes", "device", "dtype", "executor", "workers",
+            "exact")
 CHECK_KEYS = ("tolerance", "sigma", "probe", "override")
 SWEEP_KEYS = ("widths", "depths", "lrs", "steps", "seeds", "device", "executor", "workers", "metric", "tolerance",
               "proxy_width", "fail_above_proxy")
@@ -229,6 +230,7 @@ def _is_number(value: Any) -> bool:
 _TYPES: dict[str, Any] = {
     "widths": lambda v: isinstance(v, list) and all(map(_is_int, v)),
     "depths": lambda v: isinstance(v, list) and all(map(_is_int, v)),
+    "dim": lambda v: isinstance(v, str),
     "steps": _is_int,
     "seeds": lambda v: _is_int(v) or (isinstance(v, list) and all(map(_is_int, v))),
     "lr": _is_number,

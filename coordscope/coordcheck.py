@@ -16,31 +16,34 @@ from coordscope.groups import Hyperparameters, collect, widths_table
 from coordscope.job import Job, record_job
 from coordscope.layers import infer_layers
 from coordscope.orchestrate import execute_run, new_meta
+from coordscope.roles import Layer
 from coordscope.runmeta import JobRecord
 from coordscope.settings import RunSettings, resolve_run
 from coordscope.spec import Spec, build_model, first_batch, make_optimizer, rehearse
 from coordscope.store import shard_name
 
 
-def effective_hyperparameters(spec: Spec, widths: tuple[int, ...], lr: float,
-                              depth: int | None = None) -> dict[str, Hyperparameters]:
+def effective_hyperparameters(spec: Spec, widths: tuple[int, ...], lr: float, depth: int | None = None,
+                              dim: tuple[str, tuple[int, ...]] | None = None) -> dict[str, Hyperparameters]:
     """The optimizer's lr, weight decay and ε for every parameter at every width, read from the optimizer
-    the spec builds there (nothing is trained; each model is freed before the next is built).
+    the spec builds there (nothing is trained; each model is freed before the next is built). In a
+    dimension sweep (``dim``), at every value of that dimension at the one width, keyed by the value.
 
     Models are built on the ``meta`` device, where initialising the widest one costs nothing (on the CPU
     it was a tenth of a second of the MLP sweep); a spec whose model or optimizer cannot be built there
     is built on the CPU."""
     per_width = []
-    for width in widths:
+    points = [(v, widths[0], {dim[0]: v}) for v in dim[1]] if dim else [(w, w, None) for w in widths]
+    for key, width, sizes in points:
         seed_everything(0)
         try:
             with torch.device("meta"):
-                model = build_model(spec, width, depth)
+                model = build_model(spec, width, depth, sizes)
                 values = collect(model, make_optimizer(spec, model, lr, width))
         except Exception:
-            model = build_model(spec, width, depth)
+            model = build_model(spec, width, depth, sizes)
             values = collect(model, make_optimizer(spec, model, lr, width))
-        per_width.append((width, values))
+        per_width.append((key, values))
         del model
     return widths_table(per_width)
 
@@ -50,6 +53,7 @@ def run(
     *,
     widths: Any = None,
     depths: Any = None,
+    dim: Any = None,
     steps: Any = None,
     seeds: Any = None,
     lr: Any = None,
@@ -76,7 +80,7 @@ def run(
     measure ``param_update`` and ``act_delta`` on every entry (whole copies kept) instead of a fixed subset
     of big tensors' entries (:mod:`coordscope.sampling`).
     """
-    settings = resolve_run(spec, config=config, widths=widths, depths=depths, steps=steps, seeds=seeds, lr=lr,
+    settings = resolve_run(spec, config=config, widths=widths, depths=depths, dim=dim, steps=steps, seeds=seeds, lr=lr,
                            probes=probes,
                            executor=executor, workers=workers, device=device, dtype=dtype, exact=exact, out=out,
                            overwrite=overwrite, resume=resume, progress=progress)
@@ -84,19 +88,27 @@ def run(
     # The user's model, loss and optimizer fail here, in one line, before anything is written.
     if settings.depths is not None:
         return _run_depths(settings)
+    if settings.dim is not None:
+        return _run_dimension(settings)
     layers = infer_layers(settings.spec, (settings.widths[0], settings.widths[1]))
     optimizer = rehearse(settings.spec, settings.widths[0], settings.lr, first_batch(settings.spec))
     hyperparameters = effective_hyperparameters(settings.spec, settings.widths, settings.lr)
     pairs = [(w, s) for w in settings.widths for s in settings.seeds]
     records = [JobRecord(w, s, shard_name(w, s)) for w, s in pairs]
-    name = settings.out.resolve().name
-    template = Job(spec=settings.spec if settings.executor == "inline" else settings.spec.ref, width=0, seed=0,
-                   steps=settings.steps, lr=settings.lr, probes=settings.probes, run_dir=str(settings.out), run=name,
-                   layers=layers, device=settings.device, dtype=settings.dtype, exact=settings.exact)
+    template = _template(settings, layers)
     jobs = [replace(template, width=w, seed=s) for w, s in pairs]
     return execute_run(settings, jobs, records, record_job,
                        lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer,
                                                 hyperparameters=hyperparameters))
+
+
+def _template(settings: RunSettings, layers: dict[str, Layer]) -> Job:
+    """The job every job of a run is a copy of, with its own width, seed (and depth, or dimension)."""
+    assert settings.lr is not None
+    return Job(spec=settings.spec if settings.executor == "inline" else settings.spec.ref, width=0, seed=0,
+               steps=settings.steps, lr=settings.lr, probes=settings.probes, run_dir=str(settings.out),
+               run=settings.out.resolve().name, layers=layers, device=settings.device, dtype=settings.dtype,
+               exact=settings.exact)
 
 
 def _run_depths(settings: RunSettings) -> Path:
@@ -113,11 +125,24 @@ def _run_depths(settings: RunSettings) -> Path:
                  for d in depths}
     triples = [(w, d, s) for w in widths for d in depths for s in settings.seeds]
     records = [JobRecord(w, s, shard_name(w, s, d), depth=d) for w, d, s in triples]
-    name = settings.out.resolve().name
-    template = Job(spec=settings.spec if settings.executor == "inline" else settings.spec.ref, width=0, seed=0,
-                   steps=settings.steps, lr=settings.lr, probes=settings.probes, run_dir=str(settings.out), run=name,
-                   layers=layers, device=settings.device, dtype=settings.dtype, exact=settings.exact)
+    template = _template(settings, layers)
     jobs = [replace(template, width=w, depth=d, seed=s) for w, d, s in triples]
     return execute_run(settings, jobs, records, record_job,
                        lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer,
                                                 hyperparameters=hyperparameters, depth_hyperparameters=per_depth))
+
+
+def _run_dimension(settings: RunSettings) -> Path:
+    """A dimension sweep: one job per (value, seed) at the one width, ``model(width, name=value)``; roles
+    are inferred from the shapes at the two smallest values, hyperparameters read at every value."""
+    assert settings.lr is not None and settings.dim is not None
+    (width,), (name, values) = settings.widths, settings.dim
+    layers = infer_layers(settings.spec, (width, width), dims=({name: values[0]}, {name: values[1]}))
+    optimizer = rehearse(settings.spec, width, settings.lr, first_batch(settings.spec), dims={name: values[0]})
+    hyperparameters = effective_hyperparameters(settings.spec, settings.widths, settings.lr, dim=settings.dim)
+    pairs = [(v, s) for v in values for s in settings.seeds]
+    records = [JobRecord(width, s, shard_name(width, s, dims={name: v}), dims=((name, v),)) for v, s in pairs]
+    jobs = [replace(_template(settings, layers), width=width, dims={name: v}, seed=s) for v, s in pairs]
+    return execute_run(settings, jobs, records, record_job,
+                       lambda run_dir: new_meta(settings, run_dir, records, layers=layers, optimizer=optimizer,
+                                                hyperparameters=hyperparameters))

@@ -288,12 +288,3 @@ def fits_at(fits: pl.DataFrame, other: str | None) -> pl.DataFrame:
     suffix = f" @ {other}"
     return (fits.filter(pl.col("name").str.ends_with(suffix))
             .with_columns(name=pl.col("name").str.strip_suffix(suffix)))
-
-
-def label_depth_axis(figure: Any) -> Any:
-    """A coord-check figure drawn from :func:`depth_axis_rows`, its abscissa titled "depth"."""
-    figure.for_each_xaxis(lambda axis: axis.update(title_text="depth") if axis.title.text == "width" else None)
-    figure.for_each_annotation(lambda a: a.update(text=a.text.replace("doubling of width", "doubling of depth")))
-    if figure.layout.title.text:
-        figure.update_layout(title_text=figure.layout.title.text.replace("of width", "of depth"))
-    return figure

@@ -24,7 +24,7 @@ from coordscope import plots
 from coordscope.config import ConfigSource
 from coordscope.errors import ConfigError
 from coordscope.runmeta import RunMeta, read_meta
-from coordscope.store import scan
+from coordscope.store import along_axis, scan
 
 if TYPE_CHECKING:  # the module imports torch, which the coord-check report does not need
     from coordscope.transfer import SweepReport
@@ -93,9 +93,9 @@ def _coordcheck_body(run_dir: Path, probe: str | None, config: ConfigSource) -> 
         parts.append('<div class="banner warn">Incomplete run: some planned jobs have no shard; judged on what is '
                      "there.</div>")
     figures: list[go.Figure] = []
-    rows = scan(run_dir)
+    rows = along_axis(scan(run_dir), report.meta)  # a dimension sweep: against that dimension
     if report.meta.depths:  # a depth sweep: curves against depth, layers matched across depths
-        from coordscope.depth import depth_axis_rows, label_depth_axis
+        from coordscope.depth import depth_axis_rows
 
         rows = depth_axis_rows(rows)
     sites = [s for s in FIGURE_SITES if s in set(report.fits.get_column("site").to_list())]
@@ -106,8 +106,9 @@ def _coordcheck_body(run_dir: Path, probe: str | None, config: ConfigSource) -> 
     judged_sites = report.fits.filter(pl.col("judged")).get_column("site").unique().to_list()
     figures.append(plots.slope_heatmap(report.fits.filter(pl.col("site").is_in(judged_sites)), order=order,
                                        title="slope of log2(size) per doubling of width, by verdict"))
-    if report.meta.depths:
-        figures = [label_depth_axis(f) for f in figures]
+    axis = "depth" if report.meta.depths else report.meta.axis()
+    if axis is not None:
+        figures = [plots.label_axis(f, axis) for f in figures]
     findings = _table(
         ("", "layer", "site", "step", "slope", "± se", "expected", "verdict", "hint"),
         [(plots.WARN if f.severity == "error" else "", f.name, f.site, f.step, _number(f.slope),

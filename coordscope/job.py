@@ -46,6 +46,7 @@ class Job:
     dtype: str = "float32"
     exact: bool = False
     depth: int | None = None  # in a depth sweep: the model is ``model(width, depth)``
+    dims: Mapping[str, int] | None = None  # in a dimension sweep: ``model(width, d_ff=256)``
 
 
 def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
@@ -57,11 +58,11 @@ def record_job(job: Job, on_step: Callable[[], None] | None = None) -> str:
     probes = resolve_probes(list(job.probes))
     dtype = TORCH_DTYPES[job.dtype]
     seed_everything(job.seed, job.device)
-    model = build_model(spec, job.width, job.depth).to(job.device, dtype)
+    model = build_model(spec, job.width, job.depth, job.dims).to(job.device, dtype)
     batch = to_device(first_batch(spec), job.device, dtype)
     optimizer = make_optimizer(spec, model, job.lr, job.width)  # in train mode (ScheduleFree)
 
-    with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed, depth=job.depth) as writer, \
+    with ShardWriter(Path(job.run_dir), job.run, job.width, job.seed, depth=job.depth, dims=job.dims) as writer, \
             LoopRecorder(model, optimizer, probes=probes, width=job.width, layers=job.layers,
                          exact=job.exact) as recorder:
         for step in range(job.steps + 1):

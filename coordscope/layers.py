@@ -8,7 +8,7 @@ fails here, before anything is written to disk.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 import torch
@@ -54,16 +54,19 @@ def observe_shapes(spec: Spec, model: nn.Module, batch: Any, width: int, extra: 
     return seen
 
 
-def infer_layers(spec: Spec, widths: tuple[int, int], depth: int | None = None) -> dict[str, Layer]:
+def infer_layers(spec: Spec, widths: tuple[int, int], depth: int | None = None,
+                 dims: tuple[Mapping[str, int], Mapping[str, int]] | None = None) -> dict[str, Layer]:
     """Roles of every parameter, module output, tap, ``<output>`` and ``<loss>`` of ``spec``'s model,
     found by building it at two widths and comparing shapes (at ``depth``, when depth is swept: the
-    deepest, whose names include those of every shallower model)."""
+    deepest, whose names include those of every shallower model). In a dimension sweep the two models
+    differ in that dimension instead (``dims``, at one width): the roles are those it implies — with only
+    ``d_ff`` growing, the FFN's first matrix is input-like and its second output-like."""
     shapes: list[Shapes] = []
     params: list[dict[str, tuple[int, ...]]] = []
     models: list[nn.Module] = []
-    for width in widths:
+    for width, sizes in zip(widths, dims or (None, None), strict=True):
         seed_everything(0)
-        model = build_model(spec, width, depth)
+        model = build_model(spec, width, depth, sizes)
         # In a depth sweep the residual blocks' outputs (the residual stream) are recorded too.
         blocks = repeated_blocks(model) if depth is not None else ()
         shapes.append(observe_shapes(spec, model, first_batch(spec), width, blocks))
@@ -80,9 +83,10 @@ def infer_layers(spec: Spec, widths: tuple[int, int], depth: int | None = None) 
     # rows are recorded under the first name only.
     # The mup package's infshape says which dimensions the user declared as scaling. Where it declares none
     # at all (mup.set_base_shapes(model, None): standard parametrization through mup) it says nothing about
-    # the model's widths, and the shapes measured at the two widths decide.
+    # the model's widths, and the shapes measured at the two widths decide. Its infshape speaks of width, so
+    # a dimension sweep goes by the shapes alone.
     declared = {name: infshape_scaling(p) for name, p in models[0].named_parameters(remove_duplicate=False)}
-    if not any(any(dims) for dims in declared.values() if dims):
+    if dims is not None or not any(any(grows) for grows in declared.values() if grows):
         declared = {}
     for name in params[0]:
         scaling = declared.get(name) or scaling_dims(params[0][name], params[1].get(name, params[0][name]))
@@ -103,7 +107,9 @@ def infer_layers(spec: Spec, widths: tuple[int, int], depth: int | None = None) 
 
 
 def _rescaled(name: str, shapes: list[Shapes]) -> bool:
-    """Whether an output-role module's values differ from the model's output at either width: the model
-    rescaled them on the way (at the base width a 1/m multiplier is 1, so one width cannot tell)."""
-    return name != OUTPUT and any(OUTPUT in seen and name in seen and not same_values(seen[name][2], seen[OUTPUT][2])
-                                  for seen in shapes)
+    """Whether an output-role module's values differ from the model's output at either width while having
+    its shape: the model rescaled them on the way (at the base width a 1/m multiplier is 1, so one width
+    cannot tell). An output-like module of another shape is not the readout but a layer inside (an FFN's
+    second matrix when only d_ff grows): judged as what it is."""
+    return name != OUTPUT and any(OUTPUT in seen and name in seen and seen[name][1] == seen[OUTPUT][1]
+                                  and not same_values(seen[name][2], seen[OUTPUT][2]) for seen in shapes)

@@ -38,7 +38,8 @@ def new_meta(settings: RunSettings, run_dir: Path, jobs: Sequence[JobRecord], **
         kind=settings.kind, run=run_dir.resolve().name, spec=settings.spec.ref, widths=settings.widths,
         seeds=settings.seeds, steps=settings.steps, jobs=tuple(jobs), description=settings.spec.description,
         lr=settings.lr, lrs=settings.lrs, probes=settings.probes, device=settings.device, dtype=settings.dtype,
-        eval_batches=settings.eval_batches, exact=settings.exact, depths=settings.depths, versions=versions(),
+        eval_batches=settings.eval_batches, exact=settings.exact, depths=settings.depths,
+        dims=None if settings.dim is None else {settings.dim[0]: settings.dim[1]}, versions=versions(),
         created=time.strftime("%Y-%m-%dT%H:%M:%S"), schema_version=SCHEMA_VERSION, **extra,
     )
 
@@ -47,7 +48,8 @@ def _recorded_plan(meta: RunMeta) -> dict[str, Any]:
     return {"spec": meta.spec, "widths": list(meta.widths), "seeds": list(meta.seeds), "steps": meta.steps,
             "lr": meta.lr, "lrs": None if meta.lrs is None else list(meta.lrs), "probes": list(meta.probes),
             "eval_batches": meta.eval_batches, "exact": meta.exact,
-            "depths": None if meta.depths is None else list(meta.depths)}
+            "depths": None if meta.depths is None else list(meta.depths),
+            "dims": None if meta.dims is None else {k: list(v) for k, v in meta.dims.items()}}
 
 
 def _check_resumable(meta: RunMeta, settings: RunSettings, run_dir: Path) -> None:

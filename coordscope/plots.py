@@ -248,6 +248,16 @@ def _flat_guide(step_bands: pl.DataFrame, first: bool) -> list[go.Scatter]:
     return guides
 
 
+def label_axis(figure: go.Figure, axis: str) -> go.Figure:
+    """A coord-check figure or slope heatmap whose abscissa is ``axis`` (a depth sweep's depth, a dimension
+    sweep's ``d_ff``) rather than width, titled so."""
+    figure.for_each_xaxis(lambda x: x.update(title_text=axis) if x.title.text == "width" else None)
+    figure.for_each_annotation(lambda a: a.update(text=a.text.replace("doubling of width", f"doubling of {axis}")))
+    if figure.layout.title.text:
+        figure.update_layout(title_text=figure.layout.title.text.replace("of width", f"of {axis}"))
+    return figure
+
+
 def _verdict_category(verdict: str | None) -> str:
     return verdict if verdict in VERDICT_COLOURS else "not judged"
 

@@ -1,16 +1,17 @@
 """The recorder: hooks that hand every activation, and its gradient, to a sink while a model runs.
 
-One :class:`Recorder` wraps one model for one job. Entering it registers, once, a forward hook on every
-leaf module (its output, tensors inside tuples and dicts included), on the model itself (``<output>``) and
-a pre-hook on every module to know which module is running (so taps can be named after their caller).
-Leaving it removes every hook — also when the forward or the loss raised — so a model is never left
-instrumented. A recorder can be switched off and on while inside (:attr:`Recorder.enabled`): the hooks stay,
-but pass every tensor by, and taps see no active recorder — the own-loop recorder measures only the
-forward passes on its fixed batch. What happens to a tensor is the sink's business (:mod:`coordscope.job` computes probe
-statistics; :mod:`coordscope.layers` only notes shapes), which keeps this module free of any statistics.
+One :class:`Recorder` wraps one model for one job. Entering it registers, once, a forward hook on every leaf
+module and every module with parameters of its own (its output, tensors inside tuples and dicts included), on
+the model itself (``<output>``) and a pre-hook on every module to know which module is running (so taps can be
+named after their caller). Leaving it removes every hook — also when the forward or the loss raised — so a
+model is never left instrumented. A recorder can be switched off and on while inside
+(:attr:`Recorder.enabled`): the hooks stay, but pass every tensor by, and taps see no active recorder — the
+own-loop recorder measures only the forward passes on its fixed batch. What happens to a tensor is the sink's
+business (:mod:`coordscope.job` computes probe statistics; :mod:`coordscope.layers` only notes shapes), which
+keeps this module free of any statistics.
 
-:func:`on_grad_ready` does the same for parameters: it hands each one over the moment its gradient has
-been accumulated during backward, while its gradient is still in cache.
+:func:`on_grad_ready` does the same for parameters: it hands each one over the moment its gradient has been
+accumulated during backward, while its gradient is still in cache.
 """
 
 from __future__ import annotations
@@ -132,7 +133,10 @@ class Recorder:
         return hook
 
     def _leave_module(self, name: str, module: nn.Module) -> Callable[..., None]:
-        is_leaf = next(module.children(), None) is None or name in self.extra
+        # A module with parameters of its own computes with them (a mixture of experts holding its experts'
+        # weights beside its router): its output is recorded as a leaf's is.
+        is_leaf = (next(module.children(), None) is None or name in self.extra
+                   or next(module.parameters(recurse=False), None) is not None)
         module_type = module_type_name(module)
 
         def hook(mod: nn.Module, args: Any, output: Any) -> None:

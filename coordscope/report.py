@@ -179,6 +179,8 @@ def _context(report: Report) -> str:
              f"probe {report.probe}"]
     if meta.depths:
         parts.insert(3, f"depths {','.join(map(str, meta.depths))}")
+    for name, values in (meta.dims or {}).items():  # a dimension sweep: fitted against it, at one width
+        parts.insert(3, f"{name} {','.join(map(str, values))}")
     return " · ".join(parts)
 
 
@@ -229,7 +231,8 @@ def render_text(report: Report, failures_only: bool = False) -> str:
         lines += [f"  {n.role} {n.key}: {n.message} ({', '.join(n.names)})" for n in report.notes] or [
             "  learning rates and ε scale as μP's rule for these updates asks"]
     tol = report.tolerance
-    axis = "depth" if report.meta.depths else "width"  # a depth sweep: names '@ depth L' are width fits
+    # A depth sweep: names '@ depth L' are width fits; a dimension sweep is fitted against that dimension.
+    axis = "depth" if report.meta.depths else report.meta.axis() or "width"
     lines += ["", f"slope = d log2(size) / d log2({axis}) at the worst step; tolerance max({tol.absolute:g}, "
               f"{tol.sigma:g}·stderr); "
               + ("recorded in a temporary directory, now removed (pass --out DIR to keep the run)" if report.temporary

@@ -19,7 +19,8 @@ from typing import Any
 from coordscope.errors import StoreError
 from coordscope.roles import Layer
 
-SCHEMA_VERSION = 2  # 2: depth sweeps (``depths``, jobs' ``depth``, a ``depth`` column); 1 is still read
+SCHEMA_VERSION = 3  # 3: dimension sweeps (``dims``, jobs' ``dims``, a column per dimension); 2: depth sweeps
+# (``depths``, jobs' ``depth``, a ``depth`` column). Versions 1 and 2 are still read.
 META = "meta.json"
 KINDS: tuple[str, ...] = ("coordcheck", "lrsweep")
 STATUSES: tuple[str, ...] = ("running", "complete", "incomplete")
@@ -39,6 +40,7 @@ class JobRecord:
     shard: str
     lr: float | None = None
     depth: int | None = None
+    dims: tuple[tuple[str, int], ...] = ()  # in a dimension sweep: (("d_ff", 256),) — a tuple keeps it hashable
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"width": self.width, "seed": self.seed, "shard": self.shard}
@@ -46,7 +48,14 @@ class JobRecord:
             out["lr"] = self.lr
         if self.depth is not None:
             out["depth"] = self.depth
+        if self.dims:
+            out["dims"] = dict(self.dims)
         return out
+
+    def size(self) -> str:
+        """Where this job sits on the scaling axes, for messages: ``width 128 d_ff 256``."""
+        parts = [f"width {self.width}"] + ([f"depth {self.depth}"] if self.depth is not None else [])
+        return " ".join(parts + [f"{k} {v}" for k, v in self.dims])
 
 
 @dataclass(frozen=True)
@@ -90,6 +99,13 @@ class RunMeta:
     """The depths of a depth sweep (``model(width, depth)``; rows carry a ``depth`` column), else None."""
     depth_hyperparameters: Mapping[str, Mapping[str, Mapping[str, float]]] = field(default_factory=dict)
     """In a depth sweep: the lr, weight decay and ε of every parameter at every depth (smallest width)."""
+    dims: Mapping[str, tuple[int, ...]] | None = None
+    """A dimension sweep's dimension and its values (``{"d_ff": (64, 128, 256)}``; rows carry a ``d_ff``
+    column and are fitted against it), else None. ``hyperparameters`` are then keyed by its values."""
+
+    def axis(self) -> str | None:
+        """The declared dimension a dimension sweep fits against, else None (width, or depth)."""
+        return next(iter(self.dims)) if self.dims else None
 
     def to_json(self) -> dict[str, Any]:
         """The JSON object written to ``meta.json`` (unset optional keys left out)."""
@@ -125,7 +141,9 @@ class RunMeta:
                 steps=int(data["steps"]),
                 jobs=tuple(JobRecord(int(j["width"]), int(j["seed"]), str(j["shard"]),
                                      None if j.get("lr") is None else float(j["lr"]),
-                                     None if j.get("depth") is None else int(j["depth"])) for j in data["jobs"]),
+                                     None if j.get("depth") is None else int(j["depth"]),
+                                     tuple((str(k), int(v)) for k, v in (j.get("dims") or {}).items()))
+                          for j in data["jobs"]),
                 status=str(data.get("status", "running")),
                 description=str(data.get("description") or ""),
                 lr=None if data.get("lr") is None else float(data["lr"]),
@@ -150,6 +168,8 @@ class RunMeta:
                 depth_hyperparameters={str(d): {str(n): {str(k): float(x) for k, x in values.items()}
                                                 for n, values in params.items()}
                                        for d, params in (data.get("depth_hyperparameters") or {}).items()},
+                dims={str(k): tuple(int(v) for v in values) for k, values in data["dims"].items()}
+                if data.get("dims") else None,
             )
         except KeyError as exc:
             raise StoreError(f"{where}: missing key {exc.args[0]!r}") from None

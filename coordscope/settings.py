@@ -32,7 +32,8 @@ matrix and of its update (judged relative to each other as the spectral conditio
 matrices up to :data:`coordscope.stats.WHOLE_UPDATES` entries). A user's own loop (``coordscope.recording``)
 keeps :data:`DEFAULT_PROBES` alone: it runs real training, often under torchrun, where only sums of squares
 combine across ranks."""
-COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": None, "steps": 5, "seeds": 3,
+COORDCHECK_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": None, "dim": None, "steps": 5,
+                                       "seeds": 3,
                                        "lr": 0.01,
                                        "probes": list(COORDCHECK_PROBES), "device": "cpu", "dtype": "float32",
                                        "executor": "inline", "exact": False}
@@ -40,7 +41,7 @@ SWEEP_DEFAULTS: dict[str, Any] = {"widths": [64, 128, 256, 512], "depths": None,
                                   "lrs": [2.0**e for e in range(-14, -3)], "steps": 100, "seeds": 1, "device": "cpu",
                                   "executor": "inline"}
 EVAL_BATCHES = 8  # held-out batches each sweep job is scored on at the end
-DEPTH_SWEEP_WIDTH = 128  # the one width of a depth sweep when no widths are set anywhere
+DEPTH_SWEEP_WIDTH = 128  # the one width of a depth or dimension sweep when no widths are set anywhere
 
 
 @dataclass(frozen=True)
@@ -73,13 +74,16 @@ class RunSettings:
     (:mod:`coordscope.sampling`)."""
     depths: tuple[int, ...] | None = None
     """The depths swept (``model(width, depth)``), or None: the spec's model takes the width only."""
+    dim: tuple[str, tuple[int, ...]] | None = None
+    """A declared dimension swept on its own at one width (``model(width, d_ff=v)``): its name and values."""
 
     def plan(self) -> dict[str, Any]:
         """What decides the rows a run records: a resumed run must ask for exactly this again."""
         return {"spec": self.spec.ref, "widths": list(self.widths), "seeds": list(self.seeds), "steps": self.steps,
                 "lr": self.lr, "lrs": None if self.lrs is None else list(self.lrs), "probes": list(self.probes),
                 "eval_batches": self.eval_batches, "exact": self.exact,
-                "depths": None if self.depths is None else list(self.depths)}
+                "depths": None if self.depths is None else list(self.depths),
+                "dims": None if self.dim is None else {self.dim[0]: list(self.dim[1])}}
 
 
 def check_widths(widths: Any, minimum: int = 2) -> tuple[int, ...]:
@@ -100,22 +104,49 @@ def check_widths(widths: Any, minimum: int = 2) -> tuple[int, ...]:
     return tuple(widths)
 
 
-def check_depths(depths: Any) -> tuple[int, ...]:
-    """At least two distinct positive integer depths (numbers of blocks), in increasing order."""
-    if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence):
-        raise ConfigError(f"depths must be a list of integers, got {depths!r}")
-    for d in depths:
+def check_sizes(sizes: Any, what: str = "depths", sweep: str = "a depth sweep") -> tuple[int, ...]:
+    """At least two distinct positive integer sizes (depths, or values of a declared dimension), increasing."""
+    if isinstance(sizes, (str, bytes)) or not isinstance(sizes, Sequence):
+        raise ConfigError(f"{what} must be a list of integers, got {sizes!r}")
+    for d in sizes:
         if isinstance(d, bool) or not isinstance(d, int):
-            raise ConfigError(f"depths must be integers, got {d!r}")
+            raise ConfigError(f"{what} must be integers, got {d!r}")
         if d <= 0:
-            raise ConfigError(f"depths must be positive, got {d}")
-    if len(set(depths)) != len(depths):
-        raise ConfigError(f"depths contain duplicates: {list(depths)}")
-    if list(depths) != sorted(depths):
-        raise ConfigError(f"depths must be increasing, got {list(depths)}")
-    if len(depths) < 2:
-        raise ConfigError(f"a depth sweep needs at least two depths to fit a slope, got {list(depths)}")
-    return tuple(depths)
+            raise ConfigError(f"{what} must be positive, got {d}")
+    if len(set(sizes)) != len(sizes):
+        raise ConfigError(f"{what} contain duplicates: {list(sizes)}")
+    if list(sizes) != sorted(sizes):
+        raise ConfigError(f"{what} must be increasing, got {list(sizes)}")
+    if len(sizes) < 2:
+        raise ConfigError(f"{sweep} needs at least two {what} to fit a slope, got {list(sizes)}")
+    return tuple(sizes)
+
+
+def check_dim(dim: Any, spec: Spec) -> tuple[str, tuple[int, ...]]:
+    """The dimension to sweep: a name the spec declares in ``DIMENSIONS`` (``"d_ff"``: its declared values),
+    ``"d_ff=64,128,256"`` (the CLI's form) or ``("d_ff", [64, 128, 256])``."""
+    if isinstance(dim, str):
+        name, _, listed = dim.partition("=")
+        name = name.strip()
+        try:
+            values: Any = [int(v) for v in listed.split(",") if v.strip()] if listed else None
+        except ValueError:
+            raise ConfigError(f"--dim {dim!r}: the values must be comma-separated integers "
+                              "(--dim d_ff=64,128,256)") from None
+    elif isinstance(dim, Sequence) and len(dim) == 2 and isinstance(dim[0], str):
+        name, values = dim[0], list(dim[1])
+    else:
+        raise ConfigError(f"dim must be a name or name=v1,v2,…, got {dim!r}")
+    if name not in spec.dimensions:
+        declared = ", ".join(spec.dimensions) or "none"
+        raise ConfigError(f"spec {spec.ref!r} declares no dimension {name!r} (declared: {declared}); "
+                          f"name it in the spec's DIMENSIONS, e.g. DIMENSIONS = {{{name!r}: [64, 128, 256, 512]}}")
+    if not values:
+        values = list(spec.dimensions[name])
+        if not values:
+            raise ConfigError(f"spec {spec.ref!r} declares {name!r} without values: give them, "
+                              f"--dim {name}=64,128,256,512")
+    return name, check_sizes(values, f"{name} values", f"a sweep of {name}")
 
 
 def check_seeds(seeds: Any) -> tuple[int, ...]:
@@ -209,22 +240,29 @@ def _probe_names(value: Any) -> tuple[str, ...]:
 
 def resolve_run(spec: Spec | str, *, config: ConfigSource = None, out: Any = None, overwrite: bool = False,
                 resume: bool = False, progress: bool = True, **given: Any) -> RunSettings:
-    """The settings of a coordinate check of ``spec``; ``given`` holds widths, depths, seeds, steps, lr,
+    """The settings of a coordinate check of ``spec``; ``given`` holds widths, depths, dim, seeds, steps, lr,
     probes, device, dtype, executor, workers and exact (None: unset). With depths (two or more), the spec's
     ``model(width, depth)`` is called, one width is enough, and without widths set anywhere the depth sweep
-    runs at :data:`DEPTH_SWEEP_WIDTH`."""
+    runs at :data:`DEPTH_SWEEP_WIDTH`. With ``dim`` (:func:`check_dim`) one declared dimension is swept at
+    one width (the same default), ``model(width, name=v)``."""
     unknown = sorted(set(given) - set(COORDCHECK_DEFAULTS) - {"workers"})
     if unknown:
         raise ConfigError(f"unknown setting {unknown[0]!r} for a coordinate check")
     spec = load_spec(spec)
     pick = _picker(given, _config(config).run, spec.defaults, COORDCHECK_DEFAULTS)
     workers = pick("workers")
-    depths = None if pick("depths") is None else check_depths(pick("depths"))
+    depths = None if pick("depths") is None else check_sizes(pick("depths"))
+    dim = None if pick("dim") is None else check_dim(pick("dim"), spec)
     widths = pick("widths")
-    if depths is not None and widths is COORDCHECK_DEFAULTS["widths"]:
-        widths = [DEPTH_SWEEP_WIDTH]  # a depth sweep at one width unless widths were asked for
+    if (depths is not None or dim is not None) and widths is COORDCHECK_DEFAULTS["widths"]:
+        widths = [DEPTH_SWEEP_WIDTH]  # a depth or dimension sweep at one width unless widths were asked for
+    if dim is not None and depths is not None:
+        raise ConfigError(f"sweep {dim[0]} or depth, not both: a dimension sweep fits against {dim[0]} alone")
+    if dim is not None and len(widths) != 1:
+        raise ConfigError(f"a sweep of {dim[0]} runs at one width (the others stay fixed), got widths {list(widths)}: "
+                          "pass --widths W")
     return RunSettings(
-        kind="coordcheck", spec=spec, widths=check_widths(widths, 1 if depths else 2), depths=depths,
+        kind="coordcheck", spec=spec, widths=check_widths(widths, 1 if depths or dim else 2), depths=depths, dim=dim,
         seeds=check_seeds(pick("seeds")),
         steps=check_steps(pick("steps")), lr=check_lr(pick("lr")), probes=_probe_names(pick("probes")),
         device=check_device(pick("device")), dtype=check_dtype(pick("dtype")),
@@ -257,7 +295,7 @@ def resolve_sweep(spec: Spec | str, *, config: ConfigSource = None, out: Any = N
         raise ConfigError(f"spec {spec.ref!r}: DEFAULTS['sweep'] must be a dict")
     pick = _picker(given, _config(config).sweep, spec_sweep, SWEEP_DEFAULTS)
     workers = pick("workers")
-    depths = None if pick("depths") is None else check_depths(pick("depths"))
+    depths = None if pick("depths") is None else check_sizes(pick("depths"))
     widths = pick("widths")
     if depths is not None and widths is SWEEP_DEFAULTS["widths"]:
         widths = [DEPTH_SWEEP_WIDTH]

@@ -22,7 +22,7 @@ from torch import nn
 from coordscope.errors import CoordscopeError, SpecError
 from coordscope.sample_models import SAMPLES  # the registry only: a table of names, no model code
 
-ModelFn = Callable[..., nn.Module]  # model(width), or model(width, depth) when depth is swept
+ModelFn = Callable[..., nn.Module]  # model(width), model(width, depth), model(width, d_ff=…): see Spec
 BatchesFn = Callable[[], Iterable[Any]]
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 OptimizerFn = Callable[[nn.Module, float], torch.optim.Optimizer]
@@ -32,12 +32,17 @@ OptimizerFn = Callable[[nn.Module, float], torch.optim.Optimizer]
 class Spec:
     """A model family indexed by width, with its data, loss and optimizer.
 
-    ``model(width)`` builds the model (``model(width, depth)`` when depth is swept); ``batches()`` yields
+    ``model(width)`` builds the model (``model(width, depth)`` when depth is swept, ``model(width, d_ff=v)``
+    when a declared dimension is swept); ``batches()`` yields
     batches (the coord check uses the first one at every step); ``loss(model, batch)`` defaults to
     :func:`default_loss`; ``optimizer(model, lr)`` defaults to Adam over all parameters. ``defaults`` may
     hold ``widths``, ``depths``, ``steps``, ``seeds``, ``lr``.
     ``heldout()`` (optional) yields the held-out batches an LR sweep scores every job on at the end.
     ``ref`` is how the spec was named, so a run can record where it came from.
+    ``dimensions`` (``DIMENSIONS`` in a spec file) declares the other sizes ``model`` takes as keyword
+    arguments, each with the values a sweep of it uses by default: ``{"d_ff": (64, 128, 256, 512)}``.
+    Sweeping one of them (``--dim d_ff``) keeps the width fixed and fits against that dimension alone
+    (docs/dimensions.md).
     """
 
     model: ModelFn
@@ -48,6 +53,7 @@ class Spec:
     ref: str = "<object>"
     description: str = ""
     heldout: BatchesFn | None = None
+    dimensions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
     def compute_loss(self, model: nn.Module, batch: Any) -> torch.Tensor:
         """The spec's loss, or :func:`default_loss`."""
@@ -108,6 +114,7 @@ def _from_namespace(ns: Any, ref: str) -> Spec:
     if not isinstance(defaults, Mapping):
         raise SpecError(f"spec {ref!r}: DEFAULTS must be a dict, got {type(defaults).__name__}")
     return Spec(
+        dimensions=declared_dimensions(getattr(ns, "DIMENSIONS", None) or {}, ref),
         model=ns.model,
         batches=ns.batches,
         loss=getattr(ns, "loss", None),
@@ -117,6 +124,25 @@ def _from_namespace(ns: Any, ref: str) -> Spec:
         description=(getattr(ns, "__doc__", "") or "").strip().split("\n")[0],
         heldout=getattr(ns, "heldout", None),
     )
+
+
+def declared_dimensions(declared: Any, ref: str) -> dict[str, tuple[int, ...]]:
+    """A spec's ``DIMENSIONS``: a dict from keyword-argument names of ``model`` to the values a sweep of that
+    dimension uses by default (a list of positive integers, possibly empty: then ``--dim NAME=V1,V2,…``
+    must give them)."""
+    if not isinstance(declared, Mapping):
+        raise SpecError(f"spec {ref!r}: DIMENSIONS must be a dict from names to lists of sizes, "
+                        f"got {type(declared).__name__}")
+    out: dict[str, tuple[int, ...]] = {}
+    for name, values in declared.items():
+        if not isinstance(name, str) or not name.isidentifier() or name in ("width", "depth"):
+            raise SpecError(f"spec {ref!r}: DIMENSIONS key {name!r} is not a keyword-argument name of model() "
+                            "(width and depth have their own flags)")
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple)) or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+            raise SpecError(f"spec {ref!r}: DIMENSIONS[{name!r}] must be a list of positive integers, got {values!r}")
+        out[name] = tuple(values)
+    return out
 
 
 def import_file(path: Path) -> ModuleType:
@@ -177,16 +203,22 @@ def load_spec(ref: str | Spec) -> Spec:
     return _from_namespace(module, ref)
 
 
-def build_model(spec: Spec, width: int, depth: int | None = None) -> nn.Module:
-    """``spec.model(width)`` — or ``spec.model(width, depth)`` when depth is swept — with any failure turned
-    into one line naming the spec, the width and the depth."""
-    call = f"model({width})" if depth is None else f"model({width}, {depth})"
+def build_model(spec: Spec, width: int, depth: int | None = None,
+                dims: Mapping[str, int] | None = None) -> nn.Module:
+    """``spec.model(width)`` — ``spec.model(width, depth)`` when depth is swept, ``spec.model(width, d_ff=v)``
+    when a declared dimension is — with any failure turned into one line naming the call."""
+    positional = (width,) if depth is None else (width, depth)
+    keywords = dict(dims or {})
+    call = "model(" + ", ".join([*map(str, positional), *(f"{k}={v}" for k, v in keywords.items())]) + ")"
     try:
-        model = spec.model(width) if depth is None else spec.model(width, depth)
+        model = spec.model(*positional, **keywords)
     except Exception as exc:
         if depth is not None and isinstance(exc, TypeError) and "positional argument" in str(exc):
             raise SpecError(f"spec {spec.ref!r}: a depth sweep calls model(width, depth), but {call} raised "
                             f"TypeError: {exc}") from exc
+        if keywords and isinstance(exc, TypeError) and "keyword argument" in str(exc):
+            raise SpecError(f"spec {spec.ref!r}: a dimension sweep calls {call}, but model() takes no such "
+                            f"keyword: {exc}") from exc
         raise SpecError(f"spec {spec.ref!r}: {call} raised {type(exc).__name__}: {exc}") from exc
     if not isinstance(model, nn.Module):
         raise SpecError(f"spec {spec.ref!r}: {call} returned {type(model).__name__}, not an nn.Module")
@@ -242,14 +274,15 @@ def set_mode(optimizer: torch.optim.Optimizer, *, train: bool) -> None:
         switch()
 
 
-def rehearse(spec: Spec, width: int, lr: float, batch: Any, depth: int | None = None) -> str:
+def rehearse(spec: Spec, width: int, lr: float, batch: Any, depth: int | None = None,
+             dims: Mapping[str, int] | None = None) -> str:
     """One training step of ``spec`` at ``width`` on ``batch`` — model, loss, backward and the optimizer's
     step — so that an exception from the user's code is one line *before* a run directory exists, not a
     half-made run. Returns the optimizer's class name, which the run records."""
     from coordscope.device import seed_everything
 
     seed_everything(0)
-    model = build_model(spec, width, depth)
+    model = build_model(spec, width, depth, dims)
     model.train()
     optimizer = make_optimizer(spec, model, lr, width)
     checked_loss(spec, model, batch, width, 0).backward()

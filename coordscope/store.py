@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +48,18 @@ DEPTH_SCHEMA = SCHEMA.insert(2, pa.field("depth", pa.int64()))
 SHARD_GLOB = "shard-*.parquet"
 
 
-def shard_name(width: int, seed: int, depth: int | None = None) -> str:
-    """The final file name of the shard of job (width, seed), or (width, depth, seed) in a depth sweep."""
-    return f"shard-w{width}-s{seed}.parquet" if depth is None else f"shard-w{width}-d{depth}-s{seed}.parquet"
+def shard_name(width: int, seed: int, depth: int | None = None, dims: Mapping[str, int] | None = None) -> str:
+    """The final file name of the shard of job (width, seed), (width, depth, seed) in a depth sweep, or
+    (width, dimension value, seed) in a dimension sweep (``shard-w128-d_ff256-s0.parquet``)."""
+    sizes = "".join(f"-{k}{v}" for k, v in (dims or {}).items())
+    return f"shard-w{width}{sizes}-s{seed}.parquet" if depth is None else f"shard-w{width}-d{depth}-s{seed}.parquet"
+
+
+def with_dims(schema: pa.Schema, dims: Mapping[str, int] | None) -> pa.Schema:
+    """``schema`` with an int64 column per swept dimension, after ``width`` (schema version 3)."""
+    for offset, name in enumerate(dims or {}):
+        schema = schema.insert(2 + offset, pa.field(name, pa.int64()))
+    return schema
 
 
 ROW_GROUP_ROWS = 1024
@@ -82,13 +91,14 @@ class ShardWriter:
     """
 
     def __init__(self, run_dir: Path, run: str, width: int, seed: int, filename: str | None = None,
-                 schema: pa.Schema = SCHEMA, depth: int | None = None) -> None:
-        self.final = Path(run_dir) / (filename or shard_name(width, seed, depth))
+                 schema: pa.Schema = SCHEMA, depth: int | None = None, dims: Mapping[str, int] | None = None) -> None:
+        self.final = Path(run_dir) / (filename or shard_name(width, seed, depth, dims))
         self.tmp = self.final.with_name(f".{self.final.name}.{os.getpid()}.tmp")
-        self.run, self.width, self.seed, self.depth = run, width, seed, depth
-        if depth is not None and schema is SCHEMA:
-            schema = DEPTH_SCHEMA
-        self._rows_schema = DEPTH_SCHEMA if depth is not None else SCHEMA
+        self.run, self.width, self.seed, self.depth, self.dims = run, width, seed, depth, dict(dims or {})
+        rows_schema = with_dims(DEPTH_SCHEMA if depth is not None else SCHEMA, dims)
+        if schema is SCHEMA:
+            schema = rows_schema
+        self._rows_schema = rows_schema
         self._writer: pq.ParquetWriter | None = pq.ParquetWriter(self.tmp, schema, compression="zstd")
         self._buffer: dict[str, list[Any]] = {c: [] for c in _COLUMNS}
         self._values: list[np.ndarray] = []  # one float64 array per step: no Python float per row
@@ -124,6 +134,7 @@ class ShardWriter:
                 "width": int64_array(np.full(n, self.width, dtype=np.int64)),
                 "seed": int64_array(np.full(n, self.seed, dtype=np.int64)),
                 "depth": int64_array(np.full(n, -1 if self.depth is None else self.depth, dtype=np.int64)),
+                **{k: int64_array(np.full(n, v, dtype=np.int64)) for k, v in self.dims.items()},
                 "step": int64_array(np.asarray(self._buffer["step"], dtype=np.int64)),
                 **{c: string_array(self._buffer[c]) for c in _COLUMNS if c != "step"},
                 "value": pa.Array.from_buffers(pa.float64(), n, [None, pa.py_buffer(np.concatenate(self._values))]),
@@ -253,6 +264,16 @@ def scan(run_dir: str | os.PathLike[str], *, check: bool = True) -> pl.LazyFrame
     if check:
         _check_shards(paths)
     return pl.scan_parquet([str(p) for p in paths], glob=False)  # a run dir may hold [ ] * ?
+
+
+def along_axis(rows: pl.LazyFrame, meta: RunMeta) -> pl.LazyFrame:
+    """The rows with ``width`` holding what the run's fits are against: in a dimension sweep the swept
+    dimension's column (the width is fixed there, and kept in ``meta.json``); any other run as it is. Every
+    fit, table and chart of a width check then serves a dimension sweep unchanged."""
+    import polars as pl
+
+    axis = meta.axis()
+    return rows if axis is None else rows.with_columns(width=pl.col(axis))
 
 
 def load(run_dir: str | os.PathLike[str]) -> pl.DataFrame:

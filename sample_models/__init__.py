@@ -19,7 +19,8 @@ class Sample:
     expect: str  # "pass" (μP-correct) or "fail" (a checker must flag it)
     culprit: str = ""  # for planted bugs: a substring of the layer name the findings must name
     bug: str = ""  # for planted bugs: the diagnosis rule id that must fire
-    axis: str = "width"  # what the verdict is about: "width" (a width check) or "depth" (a depth sweep)
+    axis: str = "width"  # what the verdict is about: "width" (a width check), "depth" (a depth sweep) or the
+    # declared dimension its DEFAULTS sweep ("d_ff": a dimension sweep; the verdict holds for each dimension)
 
 
 _GPT = "coordscope.sample_models.gpt"
@@ -27,6 +28,7 @@ _CNN = "coordscope.sample_models.cnn"
 _STRUCT = "coordscope.sample_models.structures"
 _OPT = "coordscope.sample_models.optimizers"
 _DEEP = "coordscope.sample_models.completep"
+_DIMS = "coordscope.sample_models.dims"
 
 SAMPLES: dict[str, Sample] = {
     "mlp-mup": Sample("coordscope.sample_models.mlp:MUP", "MLP, μP, Adam (TP5 Table 3)", "pass"),
@@ -91,4 +93,9 @@ SAMPLES: dict[str, Sample] = {
     "gpt-depth-unscaled-sweep": Sample(f"{_DEEP}:UNSCALED_SWEEP", "deep GPT, residual branches not scaled with "
                                        "depth, on the stdlib corpus (LR sweeps across depth)", "fail", "blocks",
                                        "branch_unscaled", axis="depth"),
+    # Dimension samples: model(width, d_ff=, n_heads=, n_experts=), one dimension swept at a time (--dim).
+    "dims-mup": Sample(f"{_DIMS}:MUP", "one-block transformer, μP in d_ff and n_heads, top-k gates renormalised "
+                       "(sweep one of d_ff, n_heads, n_experts with --dim)", "pass", axis="d_ff"),
+    "dims-sp": Sample(f"{_DIMS}:SP", "one-block transformer, SP, Switch-style gates (sweep one of d_ff, n_heads, "
+                      "n_experts with --dim)", "fail", "c_proj", axis="d_ff"),
 }

@@ -337,6 +337,22 @@ def test_a_depth_sweep_is_drawn_against_depth_with_layers_matched_across_depths(
     assert at.sidebar.multiselect(key="cc-depth-act-layers").value
 
 
+def test_a_dimension_sweep_is_drawn_against_that_dimension(monkeypatch, tmp_path) -> None:
+    """A sweep of d_ff alone (one width): the x axis is d_ff, its values are d_ff's, and the layer that sums over
+    d_ff in the SP sample is flagged, as the check says."""
+    import coordscope
+
+    coordscope.run("dims-sp", dim="d_ff=64,128,256", steps=2, seeds=1, out=tmp_path / "ffn", progress=False)
+    at = _app(monkeypatch, tmp_path, run="ffn")
+    assert not at.sidebar.radio
+    (figure,) = _figures(at)
+    assert _x_values(figure) == {64, 128, 256}
+    assert {a["title"]["text"] for a in _axes(figure) if a.get("title", {}).get("text") in ("width", "d_ff")} == {
+        "d_ff"}
+    assert "mlp.c_proj" in {t["meta"]["layer"] for t in _lines(figure) if t["meta"]["violating"]}
+    assert at.error[0].value.startswith("FAIL")
+
+
 def test_a_run_over_widths_and_depths_is_drawn_along_either_axis(monkeypatch, depth_root) -> None:
     at = _app(monkeypatch, depth_root, run="both")
     assert at.sidebar.radio(key="cc-axis").value == "depth"

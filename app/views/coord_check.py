@@ -34,8 +34,8 @@ if shown.is_empty() or not steps:
     st.stop()
 figure = plots.coord_check_figure(shown, fits, steps=sorted(steps), order=ui.model_order(run.names, recorded),
                                   title=f"{run.meta.run} · {probe}({site})" + (f" at {other}" if other else ""))
-if axis == "depth":
-    figure = depth.label_depth_axis(figure)
+if axis != "width":
+    figure = plots.label_axis(figure, axis)
 st.plotly_chart(figure, key="coord-check")
 flagged = sorted(violating & set(layers))
 st.caption(

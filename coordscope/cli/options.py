@@ -83,6 +83,9 @@ def run_options(fn: F) -> F:
         click.option("--depths", callback=_parsed(lambda t: parse_int_list("--depths", t)),
                      help="Comma-separated depths, increasing: sweep depth too, calling the spec's "
                      "model(width, depth) (default: the spec's DEFAULTS['depths'], else no depth sweep)."),
+        click.option("--dim", help="Sweep one dimension the spec declares in DIMENSIONS on its own, at one width: "
+                     "NAME (its declared values) or NAME=V1,V2,... (e.g. d_ff=64,128,256,512); calls "
+                     "model(width, NAME=V) and fits against NAME (docs/dimensions.md)."),
         click.option("--steps", type=int, help="Optimizer steps per job; steps 0..N are recorded (default 5)."),
         click.option("--seeds", callback=_parsed(parse_seeds),
                      help="A count N (seeds 0..N-1) or a comma list of seeds (default 3)."),
@@ -118,6 +121,6 @@ config_option = click.option(
 
 def run_kwargs(params: dict[str, Any]) -> dict[str, Any]:
     """The set ``run_options`` flags as keyword arguments of :func:`coordscope.run`."""
-    keys = ("widths", "depths", "steps", "seeds", "lr", "probes", "out", "overwrite", "resume", "executor", "workers",
-            "device", "dtype", "exact")
+    keys = ("widths", "depths", "dim", "steps", "seeds", "lr", "probes", "out", "overwrite", "resume", "executor",
+            "workers", "device", "dtype", "exact")
     return {k: params[k] for k in keys if params.get(k) is not None and params.get(k) is not False}

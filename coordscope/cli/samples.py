@@ -13,5 +13,5 @@ def samples() -> None:
     width = max(len(n) for n in SAMPLES)
     for name, sample in SAMPLES.items():
         verdict = "passes" if sample.expect == "pass" else f"fails ({sample.bug or 'not μP'})"
-        verdict = f"depth sweep: {verdict}" if sample.axis == "depth" else verdict
+        verdict = verdict if sample.axis == "width" else f"{sample.axis} sweep: {verdict}"
         click.echo(f"{name:<{width}}  {sample.description}  [{verdict}]")
