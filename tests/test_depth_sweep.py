@@ -14,11 +14,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apppage import open_page
 from click.testing import CliRunner
 from streamlit.testing.v1 import AppTest
 
-import coordscope.app
-from coordscope.app.data import ROOT_ENV
 from coordscope.cli import main
 from coordscope.errors import ConfigError, SpecError
 from coordscope.htmlreport import write_html_report
@@ -215,12 +214,7 @@ def test_the_dashboard_draws_a_depth_sweep_with_depth_as_the_series(monkeypatch:
                                                                     tmp_path: Path) -> None:
     write_sweep(tmp_path / "deep", unscaled, [32, 64], DEPTHS, seeds=[0, 1])
     write_sweep(tmp_path / "wide", completep, [32, 64, 128], None, seeds=[0, 1])
-    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    at = AppTest.from_file(str(Path(coordscope.app.__file__).parent / "main.py"), default_timeout=120)
-    at.query_params["run"] = "deep"
-    at.run()
-    at.switch_page("views/lr_sweep.py").run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = open_page(monkeypatch, tmp_path, "deep", "lr_sweep")
     assert at.sidebar.selectbox(key="run-lrsweep").value == "deep"
     assert at.sidebar.multiselect(key="lr-overlay").options == []  # a width sweep is not drawn beside it
     across = at.sidebar.selectbox(key="lr-axis")

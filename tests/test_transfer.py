@@ -386,19 +386,11 @@ def test_html_report_of_a_sweep_shows_verdict_shifts_and_regret(tmp_path: Path) 
 
 def test_dashboard_overlays_the_shifts_of_every_sweep_and_marks_n(tmp_path: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from streamlit.testing.v1 import AppTest
-
-    import coordscope.app
-    from coordscope.app.data import ROOT_ENV
+    from apppage import open_page  # the app is imported only by the tests that open it
 
     write_sweep(tmp_path / "mup", landscape(decaying))
     write_sweep(tmp_path / "sp", landscape(constant))
-    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
-    at = AppTest.from_file(str(Path(coordscope.app.__file__).parent / "main.py"), default_timeout=120)
-    at.query_params["run"] = "mup"
-    at.run()
-    at.switch_page("views/lr_sweep.py").run()
-    assert not at.exception, [e.message for e in at.exception]
+    at = open_page(monkeypatch, tmp_path, "mup", "lr_sweep")
     assert at.success[0].value.startswith("TRANSFERS FROM WIDTH 256 · ")
     assert any("tune the learning rate at width 256" in i.value for i in at.info)
     sweep_fig, shift_fig, regret_fig = (json.loads(c.proto.spec) for c in at.get("plotly_chart"))
