@@ -108,8 +108,9 @@ def infer_layers(spec: Spec, widths: tuple[int, int], depth: int | None = None,
 
 def _rescaled(name: str, shapes: list[Shapes]) -> bool:
     """Whether an output-role module's values differ from the model's output at either width while having
-    its shape: the model rescaled them on the way (at the base width a 1/m multiplier is 1, so one width
-    cannot tell). An output-like module of another shape is not the readout but a layer inside (an FFN's
-    second matrix when only d_ff grows): judged as what it is."""
-    return name != OUTPUT and any(OUTPUT in seen and name in seen and seen[name][1] == seen[OUTPUT][1]
+    as many entries: the model rescaled them on the way (at the base width a 1/m multiplier is 1, so one width
+    cannot tell; entries, not shapes, so that a readout whose logits are also reshaped still counts). An
+    output-like module with another number of entries is not the readout but a layer inside (an FFN's second
+    matrix when only d_ff grows): judged as what it is."""
+    return name != OUTPUT and any(OUTPUT in seen and name in seen and seen[name][2][0] == seen[OUTPUT][2][0]
                                   and not same_values(seen[name][2], seen[OUTPUT][2]) for seen in shapes)

@@ -9,11 +9,13 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from click.testing import CliRunner
 from torch import nn
 
 import coordscope
 from coordscope.cli import main
+from coordscope.layers import infer_layers
 from coordscope.runmeta import read_meta
 
 FAST = {"widths": [64, 128, 256], "seeds": 1, "progress": False}
@@ -28,6 +30,30 @@ def test_a_readout_rescaled_in_forward_is_recorded_but_not_judged_as_the_output(
     judged = set(report.judged.filter(report.judged["layer_judged"])["name"].to_list())
     assert "<output>" in judged and "lm_head" not in judged
     assert report.ok, report.render()
+
+
+class FlatLogits(nn.Module):
+    """A readout multiplied in ``forward`` whose logits are also flattened to (tokens, classes) on the way out."""
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.hidden = nn.Linear(8, width)
+        self.lm_head = nn.Linear(width, 5)
+        self.width = width
+
+    def forward(self, x):  # type: ignore[no-untyped-def]
+        return (self.lm_head(torch.relu(self.hidden(x))) * (64 / self.width)).reshape(-1, 5)
+
+
+def test_a_rescaled_readout_whose_logits_are_reshaped_is_still_the_rescaled_readout() -> None:
+    def batches():  # type: ignore[no-untyped-def]
+        while True:
+            yield torch.randn(4, 3, 8), torch.randint(0, 5, (12,))
+
+    spec = coordscope.Spec(model=FlatLogits, batches=batches)
+    layers = infer_layers(spec, (64, 128))
+    assert layers["lm_head"].role == "output" and layers["lm_head"].rescaled
+    assert layers["lm_head"].shape != layers["<output>"].shape  # same entries, another shape
 
 
 def test_a_readout_that_is_the_output_is_judged_as_it(tmp_path: Path) -> None:
