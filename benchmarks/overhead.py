@@ -10,6 +10,11 @@ Two recorders, each as it really runs: ``job`` — a coordinate-check job as ``c
 and ``own loop`` — a user's training loop with ``coordscope.recording`` around it (the store's ``meta.json``,
 shard and commit included).
 
+Why a fresh process per case and recorder: a user's job is a process of its own, and what ran before in
+the same process moves the figures — after the MLP's rounds, glibc's allocator has raised its thresholds
+for returning memory, plain GPT steps ran 57 against 65 ms, and the GPT's ratios came out 0.03–0.05 higher
+than in a process of their own.
+
 Why interleaved step by step: on a shared or virtual machine the speed drifts by tens of percent within
 seconds, so timing a plain job and then a recorded one compares two different machines. Here after each
 recorded step an identical plain model trains for one step. Recorded step k is the time from the end of
@@ -25,6 +30,7 @@ the GPT at 4096 on CUDA.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import tempfile
 import time
@@ -132,9 +138,11 @@ def main() -> None:
           f"{args.steps} steps x {args.rounds} rounds, interleaved step by step")
     recorders = ["job", "own loop"] if args.recorder == "both" else [args.recorder]
     print(f"{'case':<16} {'recorder':<9} {'plain ms/step':>14} {'recorded ms/step':>17} {'ratio':>7}   ratio per round")
+    spawn = multiprocessing.get_context("spawn")
     for case in cases:
         for recorder in recorders:
-            p, r, ratios = measure(case, args.steps, args.rounds, args.device, args.dtype, recorder)
+            with spawn.Pool(1) as fresh:  # a new interpreter for each (see the module docstring)
+                p, r, ratios = fresh.apply(measure, (case, args.steps, args.rounds, args.device, args.dtype, recorder))
             print(f"{case:<16} {recorder:<9} {p * 1e3:>14.2f} {r * 1e3:>17.2f} {statistics.median(ratios):>7.3f}   "
                   f"{' '.join(f'{x:.3f}' for x in ratios)}")
     print("target (issue 19): ratio <= 1.10")

@@ -305,7 +305,11 @@ class LoopRecorder:
                     shape = (shape[0] * self.world.size, *shape[1:])
                 owned = module_owner(name) in self._module_names()
                 self.noted[name] = (module_type, shape, owned, name == OUTPUT)
-        self.stats.activation(name, site, tensor, module_type)
+        if self._sdpa:  # inside an SdpaTap: the statistics' own torch calls need not go through its Python
+            with torch._C.DisableTorchFunction():
+                self.stats.activation(name, site, tensor, module_type)
+        else:
+            self.stats.activation(name, site, tensor, module_type)
 
     def _module_names(self) -> set[str]:
         names = getattr(self, "_names_cache", None)

@@ -22,8 +22,8 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import torch
 
@@ -35,6 +35,9 @@ class ProbeContext:
     ``name``: module path, parameter path, tap name, ``<output>`` or ``<loss>``. ``site``: one of
     :data:`coordscope.store.SITES`. ``shape``: the tensor's shape. ``scaling_dims``: for each dimension,
     whether it grows with width (None where coordscope could not tell). ``width``, ``step``: where we are.
+    ``state``: a dict the probe may keep values in from one step to the next, one per tensor name, site
+    and probe within one recording (empty at the first call): what an iterative estimate starts from
+    (``spectral`` warm-starts its power iteration there).
     """
 
     name: str
@@ -43,6 +46,7 @@ class ProbeContext:
     scaling_dims: tuple[bool, ...] | None
     width: int
     step: int
+    state: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class Probe(Protocol):
@@ -55,14 +59,18 @@ class Probe(Protocol):
 _REGISTRY: dict[str, Probe] = {}
 
 
-def register_probe(name: str, *, sites: Iterable[str] | None = None) -> Callable[[Probe], Probe]:
+def register_probe(name: str, *, sites: Iterable[str] | None = None,
+                   first_step: Iterable[str] = ()) -> Callable[[Probe], Probe]:
     """Decorator: make ``fn`` selectable as ``name`` (``--probes name``). ``sites``: the only sites it
-    applies to (None: every site); stored on the function as ``sites``, which a probe loaded from a file may
-    set itself."""
+    applies to (None: every site); ``first_step``: sites where it is recorded at step 0 only (an expensive
+    statistic that the few steps of a check barely move). Stored on the function as ``sites`` and
+    ``first_step``, which a probe loaded from a file may set itself."""
 
     def decorate(fn: Probe) -> Probe:
         if sites is not None:
             fn.sites = frozenset(sites)  # type: ignore[attr-defined]
+        if first_step:
+            fn.first_step = frozenset(first_step)  # type: ignore[attr-defined]
         _REGISTRY[name] = fn
         return fn
 
@@ -75,10 +83,10 @@ def probe_sites(probe: Probe) -> frozenset[str] | None:
     return None if sites is None else frozenset(sites)
 
 
-def applies(probe: Probe, site: str) -> bool:
-    """Whether ``probe`` is recorded at ``site``."""
+def applies(probe: Probe, site: str, step: int = 0) -> bool:
+    """Whether ``probe`` is recorded at ``site`` at step ``step``."""
     sites = probe_sites(probe)
-    return sites is None or site in sites
+    return (sites is None or site in sites) and (step == 0 or site not in getattr(probe, "first_step", ()))
 
 
 def registry() -> dict[str, Probe]:

@@ -9,16 +9,12 @@ model is never left instrumented. A recorder can be switched off and on while in
 own-loop recorder measures only the forward passes on its fixed batch. What happens to a tensor is the sink's
 business (:mod:`coordscope.job` computes probe statistics; :mod:`coordscope.layers` only notes shapes), which
 keeps this module free of any statistics.
-
-:func:`on_grad_ready` does the same for parameters: it hands each one over the moment its gradient has been
-accumulated during backward, while its gradient is still in cache.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection
 from typing import Any
 
 import torch
@@ -186,24 +182,3 @@ def module_type_name(module: nn.Module) -> str:
             if not base.__name__.startswith("FSDP") and issubclass(base, nn.Module):
                 return base.__name__
     return cls.__name__
-
-
-@contextmanager
-def on_grad_ready(params: Sequence[tuple[str, nn.Parameter]], sink: Callable[[str, nn.Parameter], None]
-                  ) -> Iterator[None]:
-    """While inside, ``sink(name, p)`` runs during every backward pass as soon as ``p.grad`` is final.
-
-    Why not after ``backward()``: by then a model larger than the cache has pushed its gradients out to
-    memory, and reading them back costs a pass over the parameters' size. Here each gradient has just
-    been written. A parameter that gets no gradient in a pass (unused) is never handed over, and one
-    with ``requires_grad=False`` gets no hook at all (PyTorch refuses one); the caller records those.
-    """
-    handles: list[RemovableHandle] = []
-    try:
-        for name, p in params:
-            if p.requires_grad:
-                handles.append(p.register_post_accumulate_grad_hook(lambda p, name=name: sink(name, p)))
-        yield
-    finally:
-        for handle in handles:
-            handle.remove()

@@ -41,7 +41,10 @@ WHOLE_UPDATES = 1 << 18
 when a probe that is called per tensor applies to updates (``spectral``: ‖ΔW‖₂ needs all of ΔW). Why a cap:
 a whole copy of every matrix is what raised the peak memory of a recorded MLP at width 4096 to 1.48× plain
 training (issue 19); coordinate checks run their proxies at widths up to about 512, where the copies are
-small. Bigger matrices' updates get no row from such a probe unless ``exact=True``: no estimate stands in."""
+small. Bigger matrices' updates get no row from such a probe unless ``exact=True``: no estimate stands in.
+Of the matrices bigger than the sampled subset, only hidden ones (and those whose role is not known yet) keep
+theirs: the check judges ‖ΔW‖₂ there, and μP leaves an input or output matrix's free (docs/theory.md);
+``exact=True`` keeps every one."""
 
 FORWARD_SITES: tuple[str, ...] = ("act", "act_delta", "act_grad", "loss")
 """Sites measured on the fixed batch (what an extra pass replaces); under torchrun, each rank's share of it."""
@@ -167,8 +170,12 @@ class StepStats:
         self.whole_updates = WHOLE_UPDATES if any(
             r is None and applies(probes[name], "param_update") for name, r in found.items()) else 0
         """Matrices up to this many entries keep their whole update, for the probes called per tensor."""
-        self._sites = {name: {site: applies(probe, site) for site in (*FORWARD_SITES, *PARAMETER_SITES)}
-                       for name, probe in probes.items()}
+        self._phases = [{site: [(name, found[name]) for name, probe in probes.items() if applies(probe, site, step)]
+                         for site in (*FORWARD_SITES, *PARAMETER_SITES)} for step in (0, 1)]
+        self._plans = self._phases[0]
+        """Per site, the probes recorded there this step and their reductions (at step 0, and after it: a
+        probe may be recorded at a site at step 0 only), looked up once rather than at every tensor."""
+        self._state: dict[tuple[str, str, str], dict[str, Any]] = {}  # ProbeContext.state
         self.initial: dict[str, tuple[torch.Tensor, Positions | None, tuple[int, ...]]] = {}
         self.parameters_seen: set[str] = set()
         self.scratch = Scratch()
@@ -176,9 +183,10 @@ class StepStats:
         self._values: list[torch.Tensor | None] = []
         self._counts: list[int] = []
         self._kinds: list[str] = []
-        self._twins: dict[tuple[int, str], tuple[weakref.ref[torch.Tensor], int, int]] = {}
+        self._twins: dict[tuple[int, str], tuple[weakref.ref[torch.Tensor], int, int, int]] = {}
         self._declared: list[Key] = []
         self._layout: dict[Key, int] | None = None
+        self._labels: tuple[list[Key], dict[str, list[str]]] | None = None  # see _columns
         self._warned: set[str] = set()
         self.own_forward = True
         """Set before :meth:`end`: whether this rank measured this step on the loop's own forward pass."""
@@ -188,6 +196,7 @@ class StepStats:
 
     def begin(self, step: int) -> None:
         self.step = step
+        self._plans = self._phases[min(step, 1)]
         self.parameters_seen.clear()
         for queue in (self._keys, self._values, self._counts, self._kinds):
             queue.clear()
@@ -200,9 +209,11 @@ class StepStats:
         self._kinds.append(kind)
 
     def applies(self, probe_name: str, site: str) -> bool:
-        """Whether probe ``probe_name`` is recorded at ``site``."""
-        known = self._sites[probe_name].get(site)
-        return applies(self.probes[probe_name], site) if known is None else known
+        """Whether probe ``probe_name`` is recorded at ``site`` this step."""
+        plan = self._plans.get(site)
+        if plan is None:
+            return applies(self.probes[probe_name], site, self.step)
+        return any(name == probe_name for name, _ in plan)
 
     def add(self, name: str, site: str, tensor: torch.Tensor, module_type: str = "", *,
             contributes: bool = True, twin_of: torch.Tensor | None = None, reduced: bool = True) -> None:
@@ -210,23 +221,20 @@ class StepStats:
         rank's values are counted by another rank (a replicated parameter): nothing is computed.
 
         A tensor queued once this step under another name (a readout's output is also ``<output>``; a hook
-        on each sees the same gradient) is not measured again: its statistics are copied. ``twin_of``: the
-        tensor that identifies ``tensor`` for this (an activation, for its difference from step 0).
-        ``reduced=False``: only the probes that are not :data:`REDUCTIONS` (the rest were queued in bulk)."""
-        layer = self.layers.get(name)
-        module = module_type or (layer.module if layer else "")
+        on each sees the same gradient) is not measured again: its statistics are copied (:meth:`_twin`).
+        ``twin_of``: the tensor that identifies ``tensor`` for this (an activation, for its difference from
+        step 0). ``reduced=False``: only the probes that are not :data:`REDUCTIONS` (the rest were queued in
+        bulk)."""
+        module = module_type or self._module(name)
         anchor = tensor if twin_of is None else twin_of
-        twin = self._twins.get((id(anchor), site)) if site in TWIN_SITES else None
-        if twin is not None and twin[0]() is anchor:
-            for i in range(twin[1], twin[2]):
-                self._queue((name, site, self._keys[i][2], module), self._values[i], self._counts[i], self._kinds[i])
+        if site in TWIN_SITES and self._twin(name, site, anchor, module):
             return
         first = len(self._keys)
         x = tensor.detach()
         if x.dtype != torch.float32 and contributes:
             x = x.float()
-        for probe_name, reduction in self.reductions.items():
-            if not self.applies(probe_name, site) or (reduction is not None and not reduced):
+        for probe_name, reduction in self._plans[site]:
+            if reduction is not None and not reduced:
                 continue
             key = (name, site, probe_name, module)
             if not contributes:
@@ -236,15 +244,35 @@ class StepStats:
             elif reduction is not None:
                 self._queue(key, reduction.part(x, self.scratch), x.numel(), reduction.kind)
             else:
-                value = self._probe(probe_name, x, name, site, layer)
+                value = self._probe(probe_name, x, name, site, self.layers.get(name))
                 if value is not None:  # None: the probe does not apply to this tensor
                     self._queue(key, value, 1, "value")
         if site in TWIN_SITES:
-            self._twins[(id(anchor), site)] = (weakref.ref(anchor), first, len(self._keys))
+            self._note_twin(anchor, site, first)
+
+    def _module(self, name: str) -> str:
+        layer = self.layers.get(name)
+        return layer.module if layer else ""
+
+    def _twin(self, name: str, site: str, anchor: torch.Tensor, module: str) -> bool:
+        """Copy the statistics queued this step for ``anchor`` at ``site`` under ``name``, if there are any.
+        The same tensor object changed in place since (``nn.ReLU(inplace=True)`` returns the ``Linear``
+        output it overwrote) is another tensor: its version counter tells."""
+        twin = self._twins.get((id(anchor), site))
+        if twin is None or twin[0]() is not anchor or twin[1] != anchor._version:
+            return False
+        for i in range(twin[2], twin[3]):
+            self._queue((name, site, self._keys[i][2], module), self._values[i], self._counts[i], self._kinds[i])
+        return True
+
+    def _note_twin(self, anchor: torch.Tensor, site: str, first: int) -> None:
+        """``anchor``'s statistics at ``site`` are the queue's entries from ``first`` on."""
+        self._twins[(id(anchor), site)] = (weakref.ref(anchor), anchor._version, first, len(self._keys))
 
     def _probe(self, probe_name: str, x: torch.Tensor, name: str, site: str, layer: Layer | None
                ) -> torch.Tensor | None:
-        ctx = ProbeContext(name, site, tuple(x.shape), layer.scaling_dims if layer else None, self.width, self.step)
+        ctx = ProbeContext(name, site, tuple(x.shape), layer.scaling_dims if layer else None, self.width, self.step,
+                           self._state.setdefault((name, site, probe_name), {}))
         value = self.probes[probe_name](x, ctx)
         if value is None:
             return None
@@ -259,12 +287,8 @@ class StepStats:
         """Recorder sink: ``act`` also gives ``act_delta`` against the step-0 value (on a fixed subset of a
         big tensor's entries, see :mod:`coordscope.sampling`)."""
         self.add(name, site, tensor, module_type)
-        if site != "act":
-            return
-        twin = self._twins.get((id(tensor), "act_delta"))
-        if twin is not None and twin[0]() is tensor:
-            self.add(name, "act_delta", tensor, module_type)  # the same output under another name: copied
-            return
+        if site != "act" or self._twin(name, "act_delta", tensor, module_type):
+            return  # the same output under another name: copied
         x = tensor.detach()
         if self.step == 0 and name not in self.initial:
             rows, cols = matrix(tuple(x.shape), activation=True)
@@ -279,25 +303,61 @@ class StepStats:
         if start is None or start[2] != tuple(x.shape):
             return
         kept, where, _ = start
-        now = x if where is None else where.take(x)
-        self.add(name, "act_delta", self.scratch.difference(now, kept), module_type, twin_of=tensor)
+        self._difference(name, x if where is None else where.take(x), kept, module_type, tensor)
+
+    def _difference(self, name: str, now: torch.Tensor, kept: torch.Tensor, module: str, anchor: torch.Tensor
+                    ) -> None:
+        """Queue ``act_delta``, every probe of ``now − kept``. Of a float32 tensor the built-in reductions'
+        partials are ‖now − kept‖₂, ‖·‖₁, ‖·‖∞ in one ``torch.dist`` each, never materialising the
+        difference: on CPU, subtracting a strided subset of a fresh activation cost 3× a ``dist`` of it
+        (84 against 27 µs on the GPT sample's ``c_attn`` output). Other probes, and tensors of other dtypes
+        (the difference in their precision, then float32 as :meth:`add` does), get the difference in a
+        :class:`Scratch` buffer."""
+        first, module = len(self._keys), module or self._module(name)
+        fused = now.dtype == torch.float32
+        plan = self._plans["act_delta"]
+        for probe_name, reduction in plan:
+            if reduction is not None and fused:
+                self._queue((name, "act_delta", probe_name, module), torch.dist(now, kept, NORMS[reduction.kind]),
+                            now.numel(), "norm" if reduction.kind == "rms" else reduction.kind)
+        if not fused or any(reduction is None for _, reduction in plan):
+            self.add(name, "act_delta", self.scratch.difference(now, kept), module, twin_of=anchor, reduced=not fused)
+        self._note_twin(anchor, "act_delta", first)
 
     def add_many(self, names: Sequence[str], site: str, tensors: Sequence[torch.Tensor], modules: Sequence[str],
-                 counted: Sequence[bool]) -> None:
+                 counted: Sequence[bool], minus: Sequence[torch.Tensor | None] | None = None) -> None:
         """Queue the built-in probes of many tensors at once: one ``torch._foreach_norm`` per probe (the 1-, 2-
-        and ∞-norms are the partials of ``l1``, ``rms`` and ``absmax``). ``counted[k]`` False: this rank does
-        not count ``tensors[k]`` (under torchrun), nothing is computed for it. Other probes are left to
-        :meth:`add` with ``reduced=False``."""
-        live = [t for t, c in zip(tensors, counted, strict=True) if c]
+        and ∞-norms are the partials of ``l1``, ``rms`` and ``absmax``), except Σx² of contiguous float32
+        tensors on CPU, where ``torch._foreach_norm`` is a loop of norm kernels and a dot product per tensor
+        took 0.57 ms against its 0.95 on the GPT sample's parameters at width 512. ``minus[k]``: measure
+        ``tensors[k] − minus[k]`` instead, with one ``torch.dist`` per probe, never materialising the difference
+        (subtracting a strided subset of a parameter in place cost 0.45 ms a step on the GPT sample).
+        ``counted[k]`` False: this rank does not count ``tensors[k]`` (under torchrun), nothing is computed for
+        it. Other probes are left to :meth:`add` with ``reduced=False``."""
+        pairs = minus or [None] * len(tensors)
+        live = [t for t, c, m in zip(tensors, counted, pairs, strict=True) if c and m is None]
         as_float = None if all(t.dtype == torch.float32 for t in live) else torch.float32
+        dots = as_float is None and all(t.device.type == "cpu" and t.is_contiguous() for t in live)
         for probe_name, reduction in self.reductions.items():
             if reduction is None or not self.applies(probe_name, site):
                 continue
-            norms = iter(torch._foreach_norm(live, NORMS[reduction.kind], dtype=as_float) if live else ())
             kind = "norm" if reduction.kind == "rms" else reduction.kind
-            for name, tensor, module, count in zip(names, tensors, modules, counted, strict=True):
+            parts: Sequence[torch.Tensor] = []
+            if reduction.kind == "rms" and dots:
+                flats = [t if t.dim() == 1 else t.view(-1) for t in live]
+                parts, kind = [torch.dot(flat, flat) for flat in flats], "rms"
+            elif live:
+                parts = torch._foreach_norm(live, NORMS[reduction.kind], dtype=as_float)
+            values = iter(parts)
+            for name, tensor, module, count, other in zip(names, tensors, modules, counted, pairs, strict=True):
                 key = (name, site, probe_name, module)
-                self._queue(key, next(norms), tensor.numel(), kind) if count else self._queue(key, None, 0, kind)
+                if not count:
+                    self._queue(key, None, 0, kind)
+                elif other is None:
+                    self._queue(key, next(values), tensor.numel(), kind)
+                else:
+                    self._queue(key, torch.dist(tensor.float(), other.float(), NORMS[reduction.kind]), tensor.numel(),
+                                "norm" if reduction.kind == "rms" else reduction.kind)
 
     def parameter(self, name: str, p: torch.Tensor, module_type: str = "", *, subsets: Subsets | None = None,
                   index: int = 0) -> None:
@@ -358,14 +418,17 @@ class StepStats:
         return self._columns(self._keys, values)
 
     def _columns(self, keys: list[Key], values: Any) -> dict[str, Any]:
-        return {
-            "names": [k[0] for k in keys],
-            "sites": [k[1] for k in keys],
-            "probes": [k[2] for k in keys],
-            "values": values,
-            "roles": [self.role(k[0], k[3]) for k in keys],
-            "modules": [k[3] for k in keys],
-        }
+        """The rows' columns. A loop records the same keys in the same order at every step: the label
+        columns of the previous step are handed out again then, not rebuilt row by row."""
+        if self._labels is None or self._labels[0] != keys:
+            self._labels = (list(keys), {
+                "names": [k[0] for k in keys],
+                "sites": [k[1] for k in keys],
+                "probes": [k[2] for k in keys],
+                "roles": [self.role(k[0], k[3]) for k in keys],
+                "modules": [k[3] for k in keys],
+            })
+        return {**self._labels[1], "values": values}
 
     def _end_distributed(self, own_forward: bool) -> dict[str, Any]:
         world = self.world
@@ -467,10 +530,11 @@ class Subsets:
     """
 
     def __init__(self, params: list[tuple[str, nn.Parameter]], sample: int | None, world: World | None,
-                 whole_matrices: int = 0) -> None:
+                 whole_matrices: int = 0, partial: frozenset[str] = frozenset()) -> None:
         self.params = params
         self.sample = sample
         self.whole_matrices = whole_matrices
+        self.partial = partial  # names never kept whole for ``whole_matrices``
         self.world = world
         self._where: dict[int, Positions | None] = {}
         self._counted: dict[int, bool] = {}
@@ -489,7 +553,8 @@ class Subsets:
         if part.row_offset is not None:
             rows, cols = matrix(part.shape)
             local_rows = part.local.shape[0] if part.local.dim() else 1
-            whole = len(part.shape) >= 2 and rows * cols <= self.whole_matrices
+            whole = (len(part.shape) >= 2 and rows * cols <= self.whole_matrices
+                     and self.params[i][0] not in self.partial)
             where = positions(rows, cols, None if whole else self.sample, part.row_offset, local_rows, every_row=True)
         self._where[i] = where
 
@@ -550,34 +615,35 @@ class ParameterSites:
         self.params = params
         self.stats = stats
         self.modules = [modules.get(name, "Parameter") for name, _ in params]
-        self.subsets = Subsets(params, stats.update_sample, world, stats.whole_updates)
+        # whole updates for the hidden matrices (and those of unknown role): the ones whose ‖ΔW‖₂ the check
+        # judges; μP leaves the input and output matrices' free (docs/theory.md)
+        partial = frozenset(name for name, layer in stats.layers.items() if layer.role != "hidden")
+        self.subsets = Subsets(params, stats.update_sample, world, stats.whole_updates, partial)
         self.trained = [i for i, (_, p) in enumerate(params) if p.requires_grad]
         # exact=True reads whole tensors: one dot product each then, more exact than a norm kernel on
         # millions of entries (relative error 1e-5 against 9e-5 at 4M)
         self.batched = not stats.exact and (stats.update_sample is not None or world is None)
         self._others = [name for name, r in stats.reductions.items() if r is None]  # called per tensor
         self._kept: dict[int, torch.Tensor] = {}
+        self._flat: dict[int, torch.Tensor] = {}  # the kept buffers, flat
         self._fresh = False  # the kept values are this step's W_t
 
-    @staticmethod
-    def _buffer(buffers: dict[int, torch.Tensor], i: int, like: torch.Tensor) -> torch.Tensor:
-        buffer = buffers.get(i)
+    def _buffer(self, i: int, like: torch.Tensor) -> torch.Tensor:
+        """Parameter ``i``'s buffer of ``like``'s shape, allocated once, whose flat view is kept too
+        (:attr:`_flat`): the dot products of :meth:`StepStats.add_many` read it without a ``view`` call per
+        tensor and step."""
+        buffer = self._kept.get(i)
         if buffer is None or buffer.shape != like.shape or buffer.dtype != like.dtype:
-            buffer = buffers[i] = torch.empty_like(like, memory_format=torch.contiguous_format)
+            self._flat[i] = torch.empty(like.numel(), dtype=like.dtype, device=like.device)
+            buffer = self._kept[i] = self._flat[i].view(like.shape)
         return buffer
-
-    def _copies(self, buffers: dict[int, torch.Tensor], items: list[tuple[int, torch.Tensor]]) -> list[torch.Tensor]:
-        """Contiguous copies of ``items`` (index, view) in ``buffers``, in one kernel."""
-        targets = [self._buffer(buffers, i, view) for i, view in items]
-        if targets:
-            torch._foreach_copy_(targets, [view for _, view in items])
-        return targets
 
     def keep(self) -> None:
         """Keep the current values (call right before ``optimizer.step()``, under ``torch.no_grad()``)."""
         items = [(i, self.subsets.view(i, self.params[i][1], "param")) for i in self.trained
                  if self.subsets.counted(i)]
-        self._copies(self._kept, items)
+        if items:  # contiguous copies of the kept entries, in one kernel
+            torch._foreach_copy_([self._buffer(i, view) for i, view in items], [view for _, view in items])
         self._fresh = True
 
     def measure(self) -> None:
@@ -590,7 +656,7 @@ class ParameterSites:
         values: list[torch.Tensor] = []
         for i, (_, p) in enumerate(self.params):  # W_t: the entries just kept, or (frozen ones) a view
             if i in self._kept and self._fresh:
-                values.append(self._kept[i])
+                values.append(self._flat[i])
             else:
                 view = self.subsets.view(i, p, "param") if counted[i] else p.detach()
                 values.append(view if view.is_contiguous() or not counted[i] else view.contiguous())
@@ -620,25 +686,36 @@ class ParameterSites:
             return
         self._fresh = False
         counted = [i in self._kept for i in self.trained]
-        kept = [self._kept[i] for i in self.trained if i in self._kept]
-        if kept:  # W_t − W_{t+1}, in place: a norm does not see the sign
-            torch._foreach_sub_(kept, [self.subsets.view(i, self.params[i][1], "param") for i in self.trained
-                                       if i in self._kept])
         names = [self.params[i][0] for i in self.trained]
         modules = [self.modules[i] for i in self.trained]
+        # W_t − W_{t+1} in place where the whole of it is kept (a norm does not see the sign); a subset's
+        # difference is measured by add_many against the parameter, never materialised
+        whole = [i for i in self.trained if i in self._kept and (not self.batched or self.subsets.is_whole(i))]
+        if whole:
+            torch._foreach_sub_([self._kept[i] for i in whole],
+                                [self.subsets.view(i, self.params[i][1], "param") for i in whole])
         if self.batched:
-            values = iter(kept)
-            self.stats.add_many(names, "param_update", [next(values) if c else self.params[i][1]
-                                                        for i, c in zip(self.trained, counted, strict=True)],
-                                modules, counted)
-            if kept and self._applies("param_update"):  # the whole differences (Subsets.is_whole)
-                torch._foreach_neg_(kept)  # W_{t+1} − W_t for probes that may see the sign
-                for i, name, module in zip(self.trained, names, modules, strict=True):
-                    if i in self._kept and self.subsets.is_whole(i):
-                        self.stats.add(name, "param_update", self._kept[i], module, reduced=False)
+            alone = set(whole)
+            tensors: list[torch.Tensor] = []
+            minus: list[torch.Tensor | None] = []
+            for i in self.trained:
+                if i in alone:  # the difference itself
+                    tensors.append(self._flat[i])
+                    minus.append(None)
+                elif i in self._kept:  # W_t's kept entries, against W_{t+1}'s
+                    tensors.append(self._kept[i])
+                    minus.append(self.subsets.view(i, self.params[i][1], "param"))
+                else:  # not counted on this rank
+                    tensors.append(self.params[i][1])
+                    minus.append(None)
+            self.stats.add_many(names, "param_update", tensors, modules, counted, minus)
+            if whole and self._applies("param_update"):
+                torch._foreach_neg_([self._kept[i] for i in whole])  # W_{t+1} − W_t for probes that see the sign
+                for i in whole:
+                    self.stats.add(self.params[i][0], "param_update", self._kept[i], self.modules[i], reduced=False)
             return
-        if kept:
-            torch._foreach_neg_(kept)  # W_{t+1} − W_t for probes that may see the sign
+        if whole:
+            torch._foreach_neg_([self._kept[i] for i in whole])  # W_{t+1} − W_t for probes that may see the sign
         for i, name, module in zip(self.trained, names, modules, strict=True):
             if i in self._kept:
                 self.stats.add(name, "param_update", self._kept[i], module)
@@ -650,4 +727,5 @@ class ParameterSites:
     def release(self) -> None:
         """Drop the kept values (recording is over)."""
         self._kept.clear()
+        self._flat.clear()
         self.subsets.release()

@@ -44,6 +44,9 @@ def absmax(x: torch.Tensor, ctx: ProbeContext) -> torch.Tensor:
 
 
 POWER_ITERATIONS = 8
+"""Power iterations from the fixed start vector: a weight, and a matrix's first update."""
+WARM_ITERATIONS = 4
+"""Power iterations for an update from the vector the previous step's update ended on (a warm start)."""
 _START: dict[tuple[int, torch.device], torch.Tensor] = {}
 
 
@@ -62,33 +65,44 @@ SPECTRAL_SITES = ("param", "param_update")
 """Where ``spectral`` is recorded: the weights and their updates (the spectral condition's two norms)."""
 
 
-@register_probe("spectral", sites=SPECTRAL_SITES)
+@register_probe("spectral", sites=SPECTRAL_SITES, first_step=("param",))
 def spectral(x: torch.Tensor, ctx: ProbeContext) -> torch.Tensor | None:
     """‖W‖₂ / √(fan_out/fan_in) of a weight or update matrix; None (no row) for anything else.
 
     The spectral condition for feature learning (Yang, Simon & Bernstein 2023; the view Muon is built on)
     asks that every weight matrix and its update have operator norm Θ(√(fan_out/fan_in)): divided by that,
     the norm is flat in width under μP, whatever the optimizer. The norm comes from a fixed number of
-    power iterations on the device (no host sync, no data-dependent stopping). With 8 of them, against
-    ``torch.linalg.matrix_norm(ord=2)``, it measured 0.93–1.00 of the norm on Gaussian matrices of 16 to 2048
-    rows and columns (square, and shapes up to 1:32) and 0.85–1.00 on rank-3 ones (where two singular values
-    lie close); on square Gaussian matrices of 64 to 1024 the bias moved the slope by −0.011 (4 iterations:
-    −0.012, 12: −0.010), so 8 keep the cost at 16 matrix-vector products per matrix. Convolution kernels count as
-    [out, in·k·k] matrices.
-    A weight is measured at t = 0 only: power iterations on every matrix at every step cost more than a
-    training step of an MLP at width 2048, and a check's few updates move ‖W‖₂ by at most ‖ΔW‖₂, which is
-    measured (``coordscope check`` judges ‖ΔW_t‖₂/‖W_0‖₂). An update is measured where it is kept whole
-    (matrices up to :data:`coordscope.stats.WHOLE_UPDATES` entries, or every one with ``exact=True``).
-    A vector (bias, norm gain), an empty tensor and anything recorded at another site (activations,
-    gradients) has no operator norm to speak of: the probe declares its sites and returns None for
-    tensors with fewer than two dimensions, so no meaningless row is written.
+    power iterations on the device (no host sync, no data-dependent stopping): :data:`POWER_ITERATIONS`
+    from a fixed start for a weight and a matrix's first update, then :data:`WARM_ITERATIONS` from the
+    vector the previous step's update of the same matrix ended on (``ctx.state``): a check's consecutive
+    updates share their top direction, so 4 warm iterations measured as close as 8 cold ones at half the
+    cost (``benchmarks/spectral_error.py`` against ``torch.linalg.matrix_norm(ord=2)``; docs/theory.md has
+    the figures). Convolution kernels count as [out, in·k·k] matrices.
+    A weight is measured at t = 0 only (``first_step``): power iterations on every matrix at every step cost
+    more than a training step of an MLP at width 2048, and a check's few updates move ‖W‖₂ by at most
+    ‖ΔW‖₂, which is measured (``coordscope check`` judges ‖ΔW_t‖₂/‖W_0‖₂). An update is measured where it is
+    kept whole (matrices up to :data:`coordscope.stats.WHOLE_UPDATES` entries, or every one with
+    ``exact=True``), and only for hidden matrices (both dimensions grow with width; every matrix while that is
+    not known): the ratio is judged there only, since μP leaves an input or output matrix's free. A vector
+    (bias, norm gain), an empty tensor and anything recorded at another site (activations, gradients) has no
+    operator norm to speak of: the probe declares its sites and returns None for tensors with fewer than two
+    dimensions, so no meaningless row is written.
     """
-    if ctx.site not in SPECTRAL_SITES or x.dim() < 2 or x.numel() == 0 or (ctx.site == "param" and ctx.step > 0):
+    if ctx.site not in SPECTRAL_SITES or x.dim() < 2 or x.numel() == 0:
         return None
+    if ctx.site == "param_update" and ctx.scaling_dims is not None and not all(ctx.scaling_dims[:2]):
+        return None  # an input or output matrix: μP leaves its ‖ΔW‖₂ free, and the check does not judge it
     matrix = x.reshape(x.shape[0], -1)
     fan_out, fan_in = matrix.shape
-    v = _start_vector(fan_in, matrix.device)
-    for _ in range(POWER_ITERATIONS):
+    start = _start_vector(fan_in, matrix.device)
+    v, iterations = ctx.state.get("v"), WARM_ITERATIONS
+    if v is None or v.shape != (fan_in,) or v.device != matrix.device:
+        v, iterations = start, POWER_ITERATIONS
+    else:  # a little of the fixed start: a previous update that was 0 (or not finite) left no direction
+        v = torch.nan_to_num(v, nan=0.0, posinf=0.0, neginf=0.0).add_(start, alpha=1e-3)
+    for _ in range(iterations):  # normalised every iteration: a diverging update (lr 1e12) overflows in two
         v = matrix.T @ (matrix @ v)
         v = v / v.norm().clamp_min(torch.finfo(v.dtype).tiny)
+    if ctx.site == "param_update":
+        ctx.state["v"] = v
     return (matrix @ v).norm() / (fan_out / fan_in) ** 0.5

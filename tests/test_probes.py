@@ -66,6 +66,47 @@ def test_spectral_probe_is_the_operator_norm_over_the_spectral_scale() -> None:
     assert spectral(torch.randn(32, generator=generator), ProbeContext("b", "param", (32,), None, 32, 0)) is None
 
 
+def test_spectral_warm_starts_from_the_previous_update_of_the_same_matrix() -> None:
+    """With ``ctx.state`` kept between steps (as a recording keeps it) the probe starts from the vector the
+    previous update ended on, and 4 iterations from there measure updates that share their top direction. A
+    zero update in between leaves no direction to start from, and the next one is still measured."""
+    spectral = resolve_probes(["spectral"])["spectral"]
+    generator = torch.Generator().manual_seed(3)
+    u, v = torch.randn(256, 1, generator=generator), torch.randn(1, 64, generator=generator)
+    state: dict = {}
+    for step in range(6):
+        # a rank-one direction shared by every step over a Gaussian floor (top singular values 2:1)
+        update = (u @ v) * 0.4 + torch.randn(256, 64, generator=generator) if step != 3 else torch.zeros(256, 64)
+        exact = float(torch.linalg.matrix_norm(update, ord=2)) / (256 / 64) ** 0.5
+        warm = spectral(update, ProbeContext("w", "param_update", (256, 64), None, 64, step, state))
+        assert warm is not None and "v" in state
+        if step == 3:
+            assert float(warm) == 0.0
+        else:
+            assert 0.99 < float(warm) / exact <= 1.0 + 1e-5, step
+    assert ProbeContext("w", "param", (1,), None, 8, 0).state == {}  # each context its own, empty at first
+
+
+def test_a_probe_recorded_at_the_first_step_only_is_not_called_after_it() -> None:
+    """``first_step`` sites (``spectral`` at ``param``: ‖W‖₂ at t = 0) are skipped from step 1 on: the probe
+    is not even called there."""
+    calls: list[tuple[str, int]] = []
+
+    def norm(x: torch.Tensor, ctx: ProbeContext) -> torch.Tensor:
+        calls.append((ctx.site, ctx.step))
+        return x.norm()
+
+    norm.sites, norm.first_step = frozenset({"param", "param_update"}), frozenset({"param"})  # type: ignore[attr-defined]
+    stats = StepStats({"norm": norm}, {}, 8)
+    for step in range(3):
+        stats.begin(step)
+        stats.add("w", "param", torch.ones(2, 2))
+        stats.add("w", "param_update", torch.ones(2, 2))
+        stats.end()
+    assert calls == [("param", 0), ("param_update", 0), ("param_update", 1), ("param_update", 2)]
+    assert resolve_probes(["spectral"])["spectral"].first_step == frozenset({"param"})  # type: ignore[attr-defined]
+
+
 def test_a_probe_is_queued_only_where_it_applies_and_none_writes_no_row() -> None:
     """Declared sites keep a probe away from the others, and a probe returning None writes no row; the
     sampled measurement of differences stays on where no whole-tensor probe applies."""

@@ -338,3 +338,44 @@ def test_non_finite_values_are_recorded_not_dropped(tmp_path):
     assert frame.filter(site="loss").height == 2 * 5  # every step of both widths is there
     assert not frame["value"].is_finite().all()
     assert math.isfinite(frame.filter(site="loss", step=0)["value"][0])
+
+
+def test_a_module_output_overwritten_in_place_is_recorded_before_and_after(tmp_path):
+    """``nn.ReLU(inplace=True)`` returns the ``Linear`` output it overwrote: the same tensor object, changed.
+    The Linear's rows are its output before the ReLU, the ReLU's after it (the version counter tells the two
+    apart), as autograd computes them on a model without the in-place op."""
+    import copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 32), nn.ReLU(inplace=True), nn.Linear(32, 4))
+    reference = copy.deepcopy(model)
+    x = torch.randn(16, 8)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    with coordscope.recording(model, optimizer, out=tmp_path / "r", width=32, progress=False) as rec:
+        for _ in range(2):
+            loss = model(x).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            rec.step(loss)
+    frame = coordscope.load(tmp_path / "r").filter(probe="rms", step=1)
+    got = {(r["name"], r["site"]): r["value"] for r in frame.iter_rows(named=True)}
+
+    first = {}
+    ref_optimizer = torch.optim.SGD(reference.parameters(), lr=LR)
+    for step in range(2):
+        pre = reference[0](x)
+        post = torch.relu(pre)
+        for tensor in (pre, post):
+            tensor.retain_grad()
+        loss = reference[2](post).pow(2).mean()
+        ref_optimizer.zero_grad()
+        loss.backward()
+        for name, tensor in (("0", pre), ("1", post)):
+            first.setdefault(name, tensor.detach().clone())
+            if step == 1:
+                assert got[name, "act"] == pytest.approx(rms(tensor), rel=1e-5), name
+                assert got[name, "act_delta"] == pytest.approx(rms(tensor.detach() - first[name]), rel=1e-4), name
+                assert got[name, "act_grad"] == pytest.approx(rms(tensor.grad), rel=1e-5), name
+        ref_optimizer.step()
+    assert got["0", "act"] > 1.2 * got["1", "act"]  # the ReLU halves the entries: the two rows differ
