@@ -81,6 +81,13 @@ class Reduction:
             return x.abs().sum()
         return x.abs().amax()
 
+    def distance(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, str]:
+        """The partial of ``a − b`` and its kind, never materialising the difference: ‖a − b‖_p in one
+        ``torch.dist`` (an ``rms`` partial is then ‖·‖₂, kind ``norm``, squared on the host). On CPU,
+        subtracting a strided subset of a fresh activation cost 3× a ``dist`` of it (84 against 27 µs on
+        the GPT sample's ``c_attn`` output)."""
+        return torch.dist(a, b, NORMS[self.kind]), "norm" if self.kind == "rms" else self.kind
+
 
 REDUCTIONS: dict[Any, Reduction] = {builtin.rms: Reduction("rms"), builtin.l1: Reduction("mean"),
                                     builtin.absmax: Reduction("max")}
@@ -308,18 +315,16 @@ class StepStats:
     def _difference(self, name: str, now: torch.Tensor, kept: torch.Tensor, module: str, anchor: torch.Tensor
                     ) -> None:
         """Queue ``act_delta``, every probe of ``now − kept``. Of a float32 tensor the built-in reductions'
-        partials are ‖now − kept‖₂, ‖·‖₁, ‖·‖∞ in one ``torch.dist`` each, never materialising the
-        difference: on CPU, subtracting a strided subset of a fresh activation cost 3× a ``dist`` of it
-        (84 against 27 µs on the GPT sample's ``c_attn`` output). Other probes, and tensors of other dtypes
-        (the difference in their precision, then float32 as :meth:`add` does), get the difference in a
-        :class:`Scratch` buffer."""
+        partials come without materialising the difference (:meth:`Reduction.distance`); other probes, and
+        tensors of other dtypes (the difference in their precision, then float32 as :meth:`add` does), get
+        the difference in a :class:`Scratch` buffer."""
         first, module = len(self._keys), module or self._module(name)
         fused = now.dtype == torch.float32
         plan = self._plans["act_delta"]
         for probe_name, reduction in plan:
             if reduction is not None and fused:
-                self._queue((name, "act_delta", probe_name, module), torch.dist(now, kept, NORMS[reduction.kind]),
-                            now.numel(), "norm" if reduction.kind == "rms" else reduction.kind)
+                value, kind = reduction.distance(now, kept)
+                self._queue((name, "act_delta", probe_name, module), value, now.numel(), kind)
         if not fused or any(reduction is None for _, reduction in plan):
             self.add(name, "act_delta", self.scratch.difference(now, kept), module, twin_of=anchor, reduced=not fused)
         self._note_twin(anchor, "act_delta", first)
@@ -330,8 +335,8 @@ class StepStats:
         and ∞-norms are the partials of ``l1``, ``rms`` and ``absmax``), except Σx² of contiguous float32
         tensors on CPU, where ``torch._foreach_norm`` is a loop of norm kernels and a dot product per tensor
         took 0.57 ms against its 0.95 on the GPT sample's parameters at width 512. ``minus[k]``: measure
-        ``tensors[k] − minus[k]`` instead, with one ``torch.dist`` per probe, never materialising the difference
-        (subtracting a strided subset of a parameter in place cost 0.45 ms a step on the GPT sample).
+        ``tensors[k] − minus[k]`` instead, never materialising the difference (:meth:`Reduction.distance`;
+        subtracting a strided subset of a parameter in place cost 0.45 ms a step on the GPT sample).
         ``counted[k]`` False: this rank does not count ``tensors[k]`` (under torchrun), nothing is computed for
         it. Other probes are left to :meth:`add` with ``reduced=False``."""
         pairs = minus or [None] * len(tensors)
@@ -356,8 +361,8 @@ class StepStats:
                 elif other is None:
                     self._queue(key, next(values), tensor.numel(), kind)
                 else:
-                    self._queue(key, torch.dist(tensor.float(), other.float(), NORMS[reduction.kind]), tensor.numel(),
-                                "norm" if reduction.kind == "rms" else reduction.kind)
+                    value, kind_of_pair = reduction.distance(tensor.float(), other.float())
+                    self._queue(key, value, tensor.numel(), kind_of_pair)
 
     def parameter(self, name: str, p: torch.Tensor, module_type: str = "", *, subsets: Subsets | None = None,
                   index: int = 0) -> None:
