@@ -11,9 +11,9 @@ and ``own loop`` — a user's training loop with ``coordscope.recording`` around
 shard and commit included).
 
 Why a fresh process per case and recorder: a user's job is a process of its own, and what ran before in
-the same process moves the figures — after the MLP's rounds, glibc's allocator has raised its thresholds
-for returning memory, plain GPT steps ran 57 against 65 ms, and the GPT's ratios came out 0.03–0.05 higher
-than in a process of their own.
+the same process moves the figures — after the MLP's rounds plain GPT steps ran 57 against 65 ms, and the
+GPT's ratios came out 0.03–0.05 higher than in a process of their own (the allocator's state the MLP's big
+tensors leave behind is the likely cause; not measured further).
 
 Why interleaved step by step: on a shared or virtual machine the speed drifts by tens of percent within
 seconds, so timing a plain job and then a recorded one compares two different machines. Here after each

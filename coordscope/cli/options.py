@@ -93,7 +93,7 @@ def run_options(fn: F) -> F:
                      help="Base learning rate handed to the spec's optimizer (default: the spec's, else 0.01)."),
         click.option("--probes", help="Comma-separated probes: built-in names (rms, l1, absmax, spectral), "
                      "file.py:function or module:function (default rms,spectral: spectral norms of weights and "
-                     "of updates of matrices up to 512 x 512)."),
+                     "of updates of hidden matrices up to 512 x 512)."),
         click.option("--out", type=click.Path(file_okay=True, dir_okay=True),
                      help="Run directory to create (default runs/<spec>-<time>)."),
         click.option("--overwrite", is_flag=True, help="Replace an existing non-empty run directory."),
