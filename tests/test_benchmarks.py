@@ -1,4 +1,4 @@
-"""The comparison with ``mup`` runs end to end on a tiny sweep and prints every row it promises (the
+"""The benchmark scripts run end to end on tiny settings and print every row they promise (the
 figures themselves are the script's job on an idle machine, never a test's)."""
 
 from __future__ import annotations
@@ -25,3 +25,12 @@ def test_vs_mup_runs_every_configuration_in_its_own_process() -> None:
     # Widths 8 and 16, one seed, three recorded steps: coordscope's rows against mup's l1 rows.
     assert rows["coordscope run"] > 4 * rows["mup"] > 0 and rows["plain"] == 0
     assert re.search(r"time ratio coordscope run / mup = [\d.]+ \(target <= 1\); statistics ratio = [\d.]+x", out)
+
+
+def test_hook_cost_prints_hot_and_cold_times_of_each_work() -> None:
+    script = Path(__file__).parents[1] / "benchmarks" / "hook_cost.py"
+    out = subprocess.run([sys.executable, str(script), "--repeats", "5"],
+                         check=True, capture_output=True, text=True, timeout=300).stdout
+    rows = re.findall(r"^(python|torch add|activation) +([\d.]+) +([\d.]+) +([\d.]+)$", out, re.MULTILINE)
+    assert [row[0] for row in rows] == ["python", "torch add", "activation"]
+    assert all(float(hot) > 0 and float(cold) > 0 for _, hot, cold, _ in rows)
