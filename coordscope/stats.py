@@ -82,10 +82,11 @@ class Reduction:
         return x.abs().amax()
 
     def distance(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, str]:
-        """The partial of ``a − b`` and its kind, never materialising the difference: ‖a − b‖_p in one
-        ``torch.dist`` (an ``rms`` partial is then ‖·‖₂, kind ``norm``, squared on the host). On CPU,
-        subtracting a strided subset of a fresh activation cost 3× a ``dist`` of it (84 against 27 µs on
-        the GPT sample's ``c_attn`` output)."""
+        """The partial of ``a − b`` and its kind: ‖a − b‖_p in one ``torch.dist`` call (an ``rms`` partial is
+        then ‖·‖₂, kind ``norm``, squared on the host). ``dist`` still subtracts, into a temporary of its own;
+        what it saves is the :class:`Scratch` round trip through Python: on CPU, subtracting a strided subset
+        of a fresh activation into scratch and reducing it cost 3× a ``dist`` of it (84 against 27 µs on the
+        GPT sample's ``c_attn`` output)."""
         return torch.dist(a, b, NORMS[self.kind]), "norm" if self.kind == "rms" else self.kind
 
 
@@ -315,7 +316,7 @@ class StepStats:
     def _difference(self, name: str, now: torch.Tensor, kept: torch.Tensor, module: str, anchor: torch.Tensor
                     ) -> None:
         """Queue ``act_delta``, every probe of ``now − kept``. Of a float32 tensor the built-in reductions'
-        partials come without materialising the difference (:meth:`Reduction.distance`); other probes, and
+        partials come from one ``torch.dist`` each (:meth:`Reduction.distance`); other probes, and
         tensors of other dtypes (the difference in their precision, then float32 as :meth:`add` does), get
         the difference in a :class:`Scratch` buffer."""
         first, module = len(self._keys), module or self._module(name)
@@ -335,7 +336,7 @@ class StepStats:
         and ∞-norms are the partials of ``l1``, ``rms`` and ``absmax``), except Σx² of contiguous float32
         tensors on CPU, where ``torch._foreach_norm`` is a loop of norm kernels and a dot product per tensor
         took 0.57 ms against its 0.95 on the GPT sample's parameters at width 512. ``minus[k]``: measure
-        ``tensors[k] − minus[k]`` instead, never materialising the difference (:meth:`Reduction.distance`;
+        ``tensors[k] − minus[k]`` instead, by one ``torch.dist`` (:meth:`Reduction.distance`;
         subtracting a strided subset of a parameter in place cost 0.45 ms a step on the GPT sample).
         ``counted[k]`` False: this rank does not count ``tensors[k]`` (under torchrun), nothing is computed for
         it. Other probes are left to :meth:`add` with ``reduced=False``."""
@@ -694,7 +695,7 @@ class ParameterSites:
         names = [self.params[i][0] for i in self.trained]
         modules = [self.modules[i] for i in self.trained]
         # W_t − W_{t+1} in place where the whole of it is kept (a norm does not see the sign); a subset's
-        # difference is measured by add_many against the parameter, never materialised
+        # difference is measured by add_many against the parameter (torch.dist), not written into the buffer
         whole = [i for i in self.trained if i in self._kept and (not self.batched or self.subsets.is_whole(i))]
         if whole:
             torch._foreach_sub_([self._kept[i] for i in whole],
