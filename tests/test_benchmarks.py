@@ -34,3 +34,14 @@ def test_hook_cost_prints_hot_and_cold_times_of_each_work() -> None:
     rows = re.findall(r"^(python|torch add|activation) +([\d.]+) +([\d.]+) +([\d.]+)$", out, re.MULTILINE)
     assert [row[0] for row in rows] == ["python", "torch add", "activation"]
     assert all(float(hot) > 0 and float(cold) > 0 for _, hot, cold, _ in rows)
+
+
+def test_overhead_prints_a_ratio_per_case_and_recorder() -> None:
+    script = Path(__file__).parents[1] / "benchmarks" / "overhead.py"
+    out = subprocess.run([sys.executable, str(script), "--case", "mlp-mup:32", "--steps", "3", "--rounds", "2"],
+                         check=True, capture_output=True, text=True, timeout=300).stdout
+    rows = re.findall(r"^mlp-mup:32 +(job|own loop) +([\d.]+) +([\d.]+) +([\d.]+) +([\d. ]+)$", out, re.MULTILINE)
+    assert [row[0] for row in rows] == ["job", "own loop"]
+    for _, plain, recorded, ratio, per_round in rows:
+        assert float(plain) > 0 and float(recorded) > 0 and float(ratio) > 0
+        assert len(per_round.split()) == 2  # one ratio per round
