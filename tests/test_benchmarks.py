@@ -11,14 +11,19 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "benchmarks" / "vs_mup.py"
+BENCHMARKS = Path(__file__).parents[1] / "benchmarks"
+
+
+def run_script(name: str, *args: str) -> str:
+    """The standard output of ``benchmarks/<name>`` run with ``args`` in a new process (failing on a non-zero exit)."""
+    return subprocess.run([sys.executable, str(BENCHMARKS / name), *args],
+                          check=True, capture_output=True, text=True, timeout=300).stdout
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("mup") is None, reason="mup is not installed")
 def test_vs_mup_runs_every_configuration_in_its_own_process() -> None:
-    out = subprocess.run([sys.executable, str(SCRIPT), "--widths", "8,16", "--seeds", "1", "--repeats", "1"],
-                         check=True, capture_output=True, text=True, timeout=300).stdout
+    out = run_script("vs_mup.py", "--widths", "8,16", "--seeds", "1", "--repeats", "1")
     rows = {m.group(1).strip(): int(m.group(2))
             for m in re.finditer(r"^(coordscope run|mup|plain) +[\d.]+ +(\d+) ", out, re.MULTILINE)}
     assert set(rows) == {"coordscope run", "mup", "plain"}
@@ -28,18 +33,14 @@ def test_vs_mup_runs_every_configuration_in_its_own_process() -> None:
 
 
 def test_hook_cost_prints_hot_and_cold_times_of_each_work() -> None:
-    script = Path(__file__).parents[1] / "benchmarks" / "hook_cost.py"
-    out = subprocess.run([sys.executable, str(script), "--repeats", "5"],
-                         check=True, capture_output=True, text=True, timeout=300).stdout
+    out = run_script("hook_cost.py", "--repeats", "5")
     rows = re.findall(r"^(python|torch add|activation) +([\d.]+) +([\d.]+) +([\d.]+)$", out, re.MULTILINE)
     assert [row[0] for row in rows] == ["python", "torch add", "activation"]
     assert all(float(hot) > 0 and float(cold) > 0 for _, hot, cold, _ in rows)
 
 
 def test_overhead_prints_a_ratio_per_case_and_recorder() -> None:
-    script = Path(__file__).parents[1] / "benchmarks" / "overhead.py"
-    out = subprocess.run([sys.executable, str(script), "--case", "mlp-mup:32", "--steps", "3", "--rounds", "2"],
-                         check=True, capture_output=True, text=True, timeout=300).stdout
+    out = run_script("overhead.py", "--case", "mlp-mup:32", "--steps", "3", "--rounds", "2")
     rows = re.findall(r"^mlp-mup:32 +(job|own loop) +([\d.]+) +([\d.]+) +([\d.]+) +([\d. ]+)$", out, re.MULTILINE)
     assert [row[0] for row in rows] == ["job", "own loop"]
     for _, plain, recorded, ratio, per_round in rows:
